@@ -1,0 +1,151 @@
+"""The ``cme`` command line: the front door for operators and CME officers.
+
+Errors print one clear line and exit non-zero; ``cme --debug ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from cme.errors import CmeError, ConfigError
+from cme.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="cme",
+    help="Children Missing Education tracing pipeline: import referrals, trace children's "
+    "whereabouts through other agencies, and keep schools informed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Create or upgrade the case database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors(include_input=False)[0]
+        name = "CME_" + str(first["loc"][0]).upper() if first["loc"] else "CME_*"
+        raise ConfigError(f"setting {name} is invalid: {first['msg']}") from None
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the installed version of the pipeline."""
+    try:
+        v = version("cme-tracing")
+    except PackageNotFoundError:  # running from a source tree without installing
+        v = "unknown (not installed)"
+    console.print(f"cme-tracing {v}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision (default: the latest)."),
+) -> None:
+    """Create the database named by CME_DATABASE_URL, or upgrade it to the latest schema."""
+    from sqlalchemy.exc import OperationalError
+
+    from models.migrate import current_revision, upgrade
+
+    url = settings().database_url
+    try:
+        upgrade(url, revision)
+        rev = current_revision(url)
+    except OperationalError as exc:
+        raise CmeError(f"cannot reach the database ({type(exc.orig).__name__}); "
+                       "check CME_DATABASE_URL") from exc
+    console.print(f"[green]Database is at revision {rev}[/green] ({_safe_url(url)})")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and whether it is up to date."""
+    from models.migrate import current_revision, head_revision
+
+    url = settings().database_url
+    rev, head = current_revision(url), head_revision()
+    state = "up to date" if rev == head else f"behind (latest is {head}); run `cme db upgrade`"
+    console.print(f"revision {rev or '(empty database)'}: {state}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _mount_optional(module: str, name: str) -> None:
+    """Mount a sub-command group whose module may not exist in this build yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return
+        raise
+    app.add_typer(mod.app, name=name)
+
+
+for _module, _name in (
+    ("cme.cli_connectors", "connectors"),
+    ("cme.cli_sandbox", "sandbox"),
+    ("cme.cli_cases", None),
+):
+    if _name is None:
+        try:
+            importlib.import_module(_module)  # registers its commands on `app` itself
+        except ModuleNotFoundError as exc:
+            if exc.name != _module:
+                raise
+    else:
+        _mount_optional(_module, _name)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning known errors into one line."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except (CmeError, ValidationError) as exc:
+        if debug:
+            raise
+        msg = exc if isinstance(exc, CmeError) else "invalid input"
+        err_console.print(f"[red]Error:[/red] {msg}")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        raise SystemExit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for a CLI user
+        if debug:
+            raise
+        from models.errors import CmeDataError
+
+        if isinstance(exc, CmeDataError):
+            err_console.print(f"[red]Error:[/red] {exc}")
+        else:
+            err_console.print(
+                f"[red]Error:[/red] unexpected {type(exc).__name__}; "
+                "run again with --debug for details"
+            )
+        raise SystemExit(1) from None

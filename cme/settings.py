@@ -1,0 +1,82 @@
+"""Settings, read from ``CME_*`` environment variables (and a ``.env`` file if present).
+
+Every field here is documented in the README's configuration table; a test keeps the two in
+step. Secrets are ``SecretStr``: they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CME_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default="sqlite:///cme.db",
+        description="SQLAlchemy URL of the case database (SQLite file in the working "
+        "directory by default; postgresql://user:pass@host/db in production).",
+    )
+    home_la: str = Field(
+        default="850", pattern=r"^\d{3}$", description="This LA's 3-digit code (Hampshire: 850)."
+    )
+    connectors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated connector names to enable (installing one does not "
+        "enable it). Empty means none; `cme demo` enables all built-ins.",
+    )
+    chunk_size: int = Field(
+        default=250, ge=1, le=5000, description="Referrals per tracing task (one task per "
+        "connector and chunk)."
+    )
+    min_rounds: int = Field(
+        default=3, ge=1, description="Tracing rounds with every agency answering 'not found' "
+        "before a case is marked whereabouts unknown."
+    )
+    notification_channel: Literal["file", "smtp", "notify"] = Field(
+        default="file", description="How notifications are sent: `file` (.eml files), "
+        "`smtp`, or `notify` (GOV.UK Notify)."
+    )
+    outbox_dir: Path = Field(
+        default=Path("outbox"), description="Folder for the `file` channel's .eml messages."
+    )
+    mail_from: str = Field(
+        default="cme-team@la.example.org", description="Sender address of emails to schools."
+    )
+    smtp_host: str = Field(default="localhost", description="SMTP server host.")
+    smtp_port: int = Field(default=25, description="SMTP server port.")
+    smtp_username: str | None = Field(default=None, description="SMTP user, if it needs one.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password (secret).")
+    smtp_starttls: bool = Field(default=False, description="Use STARTTLS with the SMTP server.")
+    notify_api_key: SecretStr | None = Field(
+        default=None, description="GOV.UK Notify API key (secret; holds the service id)."
+    )
+    notify_base_url: str = Field(
+        default="https://api.notifications.service.gov.uk",
+        description="GOV.UK Notify API base URL.",
+    )
+    retention_years: int = Field(
+        default=6, ge=1, description="Years after closure before a closed case is anonymised."
+    )
+    log_level: str = Field(default="INFO", description="Log level of the `cme` CLI.")
+
+    @field_validator("connectors", mode="before")
+    @classmethod
+    def _split_connectors(cls, value: object) -> object:
+        # The environment gives "other_la, housing"; code may give a list.
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+def get_settings() -> Settings:
+    """Read the settings now (not cached: the CLI and tests change the environment)."""
+    return Settings()

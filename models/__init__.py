@@ -1,0 +1,75 @@
+"""The case data model: tables, edge schemas, validated types, engine and migrations."""
+
+from models.db import get_engine, is_sqlite, session_scope
+from models.enums import (
+    CaseOutcome,
+    CaseStatus,
+    CheckOutcome,
+    ClosureReason,
+    NotificationChannel,
+    NotificationStatus,
+    ReferralKind,
+    Template,
+)
+from models.errors import (
+    CmeDataError,
+    DuplicateError,
+    InvalidRecordError,
+    describe_validation_error,
+    explain_integrity_error,
+    integrity_errors_explained,
+)
+from models.schemas import (
+    REQUIRED_SCHOOL_ACTIONS,
+    AddressIn,
+    ChildIn,
+    EducationOtherwise,
+    ParentIn,
+    ReferralIn,
+    SchoolAction,
+    SchoolActionIn,
+    SchoolIn,
+)
+from models.tables import CaseEvent, Check, Child, Notification, QuarantinedRecord, Referral, School
+from models.types import UPN, URN, LACode, Postcode, normalise_postcode
+
+__all__ = [
+    "REQUIRED_SCHOOL_ACTIONS",
+    "UPN",
+    "URN",
+    "AddressIn",
+    "CaseEvent",
+    "CaseOutcome",
+    "CaseStatus",
+    "Check",
+    "CheckOutcome",
+    "Child",
+    "ChildIn",
+    "ClosureReason",
+    "CmeDataError",
+    "DuplicateError",
+    "EducationOtherwise",
+    "InvalidRecordError",
+    "LACode",
+    "Notification",
+    "NotificationChannel",
+    "NotificationStatus",
+    "ParentIn",
+    "Postcode",
+    "QuarantinedRecord",
+    "Referral",
+    "ReferralIn",
+    "ReferralKind",
+    "School",
+    "SchoolAction",
+    "SchoolActionIn",
+    "SchoolIn",
+    "Template",
+    "describe_validation_error",
+    "explain_integrity_error",
+    "get_engine",
+    "integrity_errors_explained",
+    "is_sqlite",
+    "normalise_postcode",
+    "session_scope",
+]

@@ -1,0 +1,203 @@
+"""The case tables.
+
+One row model per table; import/API schemas live in :mod:`models.schemas`. Personal fields
+carry ``repr=False`` so a row printed in a traceback or a log shows ids, not a child.
+
+Integrity is kept by the database, not by hope:
+
+- ``referral.mendix_reference`` is unique — a re-sent form is an update, never a second case;
+- ``check`` is unique per ``(referral_id, connector, round)`` — a re-run night cannot
+  record the same enquiry twice;
+- ``notification.idempotency_key`` is unique — a school is never sent the same letter twice;
+- ``school.urn`` is unique.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Field, SQLModel
+
+from models._tz import UTCDateTime, utcnow
+from models.enums import (
+    CaseOutcome,
+    CaseStatus,
+    CheckOutcome,
+    ClosureReason,
+    NotificationChannel,
+    NotificationStatus,
+    ReferralKind,
+    Template,
+)
+
+__all__ = [
+    "CaseEvent",
+    "Check",
+    "Child",
+    "Notification",
+    "QuarantinedRecord",
+    "Referral",
+    "School",
+]
+
+# Naming convention so constraint names are identical on SQLite and PostgreSQL and
+# Alembic batch migrations on SQLite can find them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum(enum_cls: type, length: int = 40) -> sa.Enum:
+    # Non-native: a VARCHAR on both databases, so adding a value needs no ALTER TYPE.
+    return sa.Enum(
+        enum_cls,
+        native_enum=False,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime(), **kw)
+
+
+class School(SQLModel, table=True):
+    """A referring school (not personal data)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    urn: str = Field(max_length=6, unique=True)
+    name: str = Field(max_length=200)
+    la_code: str = Field(max_length=3)
+    email: str = Field(max_length=254)
+
+
+class Child(SQLModel, table=True):
+    """A referred child. Every identifying field is hidden from ``repr``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    upn: str | None = Field(default=None, max_length=13, index=True, repr=False)
+    forename: str = Field(max_length=100, repr=False)
+    surname: str = Field(max_length=100, repr=False)
+    former_surnames: list[str] = Field(default_factory=list, sa_type=JSON, repr=False)
+    dob: date = Field(repr=False)
+    sex: str | None = Field(default=None, max_length=1, repr=False)
+    nhs_number: str | None = Field(default=None, max_length=10, repr=False)
+    address_line1: str | None = Field(default=None, max_length=200, repr=False)
+    town: str | None = Field(default=None, max_length=100, repr=False)
+    postcode: str | None = Field(default=None, max_length=8, repr=False)
+    parents: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, repr=False)
+    service_child: bool = False
+    sen: bool = False
+    # Used to link a second referral of the same child: lower(surname)|dob.
+    match_key: str = Field(max_length=140, index=True, repr=False)
+
+    def __str__(self) -> str:
+        return f"Child(id={self.id})"
+
+
+class Referral(SQLModel, table=True):
+    """One school referral and the case that tracks it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    mendix_reference: str = Field(max_length=40, unique=True)
+    kind: ReferralKind = Field(sa_type=_enum(ReferralKind, 8))
+    reason: str = Field(default="", max_length=2000, repr=False)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    child_id: int = Field(foreign_key="child.id", index=True)
+    received_at: datetime = _ts()
+    last_attended: date | None = None
+    school_actions: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    missing_actions: list[str] = Field(default_factory=list, sa_type=JSON)
+    safeguarding_concern: bool = False
+    classification: str = Field(default="CME", max_length=10)
+    classification_reason: str = Field(default="", max_length=60)
+    acknowledgement_due: date
+    acknowledged_at: datetime | None = _ts(default=None)
+    status: CaseStatus = Field(default=CaseStatus.RECEIVED, sa_type=_enum(CaseStatus), index=True)
+    outcome: CaseOutcome | None = Field(default=None, sa_type=_enum(CaseOutcome))
+    decision_rule: str | None = Field(default=None, max_length=60)
+    closure_reason: ClosureReason | None = Field(default=None, sa_type=_enum(ClosureReason))
+    closed_at: datetime | None = _ts(default=None)
+    next_check_due: date | None = Field(default=None, index=True)
+    tracing_rounds: int = 0
+    duplicate_of_id: int | None = Field(default=None, foreign_key="referral.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Check(SQLModel, table=True):
+    """One enquiry of one agency about one referral in one tracing round.
+
+    ``fields_disclosed`` is the audit of what left the LA: the names of the fields sent.
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("referral_id", "connector", "round", name="uq_check_referral_round"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    referral_id: int = Field(foreign_key="referral.id", index=True)
+    connector: str = Field(max_length=60)
+    connector_version: str = Field(max_length=20)
+    round: int
+    run_id: str | None = Field(default=None, max_length=64)
+    fields_disclosed: list[str] = Field(default_factory=list, sa_type=JSON)
+    outcome: CheckOutcome = Field(sa_type=_enum(CheckOutcome, 12))
+    evidence: dict[str, Any] | None = Field(default=None, sa_type=JSON, repr=False)
+    agency_reference: str | None = Field(default=None, max_length=80)
+    expected_by: date | None = None
+    error_kind: str | None = Field(default=None, max_length=20)
+    error_code: str | None = Field(default=None, max_length=60)
+    checked_at: datetime = _ts(default_factory=utcnow)
+
+
+class CaseEvent(SQLModel, table=True):
+    """A line in a case's timeline. ``text`` is written by code and never holds personal data."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    referral_id: int = Field(foreign_key="referral.id", index=True)
+    at: datetime = _ts(default_factory=utcnow)
+    kind: str = Field(max_length=40)
+    rule: str | None = Field(default=None, max_length=60)
+    text: str = Field(default="", max_length=2000)
+    actor: str = Field(default="system", max_length=60)
+
+
+class Notification(SQLModel, table=True):
+    """An outbox row: written with the decision, sent later by the dispatcher."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    referral_id: int | None = Field(default=None, foreign_key="referral.id", index=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    template: Template = Field(sa_type=_enum(Template))
+    channel: NotificationChannel = Field(sa_type=_enum(NotificationChannel, 10))
+    recipient: str = Field(max_length=254)
+    personalisation: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: NotificationStatus = Field(
+        default=NotificationStatus.pending, sa_type=_enum(NotificationStatus, 10), index=True
+    )
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(default=None)
+    provider_id: str | None = Field(default=None, max_length=120)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None)
+
+
+class QuarantinedRecord(SQLModel, table=True):
+    """An input record that could not be accepted, kept whole with the reasons."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=200)
+    line_no: int | None = None
+    mendix_reference: str | None = Field(default=None, max_length=40)
+    raw: str = Field(sa_type=sa.Text, repr=False)
+    reasons: list[str] = Field(default_factory=list, sa_type=JSON)
+    received_at: datetime = _ts(default_factory=utcnow)
