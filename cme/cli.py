@@ -107,19 +107,21 @@ def _mount_optional(module: str, name: str) -> None:
     app.add_typer(mod.app, name=name)
 
 
-for _module, _name in (
-    ("cme.cli_connectors", "connectors"),
-    ("cme.cli_sandbox", "sandbox"),
-    ("cme.cli_cases", None),
-):
-    if _name is None:
-        try:
-            importlib.import_module(_module)  # registers its commands on `app` itself
-        except ModuleNotFoundError as exc:
-            if exc.name != _module:
-                raise
-    else:
-        _mount_optional(_module, _name)
+def _register_optional(module: str) -> None:
+    """Let a module add top-level commands through its ``register(app)`` function."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return
+        raise
+    mod.register(app)
+
+
+_mount_optional("cme.cli_connectors", "connectors")
+_mount_optional("cme.cli_sandbox", "sandbox")
+for _module in ("cme.cli_cases", "cme.cli_run"):
+    _register_optional(_module)
 
 
 def main() -> None:

@@ -63,6 +63,54 @@ class Settings(BaseSettings):
         default="https://api.notifications.service.gov.uk",
         description="GOV.UK Notify API base URL.",
     )
+    duty_inbox: str = Field(
+        default="cme-duty@la.example.org",
+        description="The CME team's duty inbox: safeguarding tasks and overdue "
+        "acknowledgements go here, for a person.",
+    )
+    la_name: str = Field(
+        default="Hampshire County Council", description="This LA's name, used in messages."
+    )
+    signpost_contacts: dict[str, str] = Field(
+        default_factory=lambda: {
+            "attendance_support": "attendance-support@la.example.org",
+            "medical_referrals": "medical-referrals@la.example.org",
+            "reduced_hours_provision": "rhp@la.example.org",
+            "elective_home_education": "ehe@la.example.org",
+            "legal_intervention": "legal-intervention@la.example.org",
+        },
+        description="JSON object: Inclusion Support Service team → contact, for signposting "
+        "referrals that are not CME.",
+    )
+    other_la_contacts: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: LA code → that LA's CME team address, for inter-LA "
+        "notifications (unknown LAs go to the duty inbox for a person to forward).",
+    )
+    notify_template_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: template name → GOV.UK Notify template id.",
+    )
+    mendix_base_url: str | None = Field(
+        default=None,
+        description="Base URL of the referral form's published OData v4 service (the "
+        "intake flow reads `Referrals` from it); unset: no OData intake.",
+    )
+    mendix_username: str | None = Field(default=None, description="OData basic-auth user.")
+    mendix_password: SecretStr | None = Field(
+        default=None, description="OData basic-auth password (secret)."
+    )
+    sandbox_world: Path | None = Field(
+        default=None,
+        description="A sandbox world file: when set, agencies are simulated in-process from "
+        "it (the demo); when unset, connectors call the configured agencies.",
+    )
+    task_runner: Literal["thread", "dask"] = Field(
+        default="thread", description="Prefect task runner for the nightly flow."
+    )
+    max_workers: int = Field(
+        default=4, ge=1, le=64, description="Worker threads of the thread task runner."
+    )
     retention_years: int = Field(
         default=6, ge=1, description="Years after closure before a closed case is anonymised."
     )

@@ -30,7 +30,16 @@ from models.schemas import (
     SchoolActionIn,
     SchoolIn,
 )
-from models.tables import CaseEvent, Check, Child, Notification, QuarantinedRecord, Referral, School
+from models.tables import (
+    CaseEvent,
+    Check,
+    Child,
+    Notification,
+    QuarantinedRecord,
+    Referral,
+    School,
+    SourceState,
+)
 from models.types import UPN, URN, LACode, Postcode, normalise_postcode
 
 __all__ = [
@@ -64,6 +73,7 @@ __all__ = [
     "SchoolAction",
     "SchoolActionIn",
     "SchoolIn",
+    "SourceState",
     "Template",
     "describe_validation_error",
     "explain_integrity_error",

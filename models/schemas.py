@@ -6,7 +6,7 @@ keeps a rejected child's details out of validation messages.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
@@ -17,6 +17,7 @@ from models.types import UPN, URN, LACode, Postcode
 
 __all__ = [
     "AddressIn",
+    "AttendanceMarkIn",
     "ChildIn",
     "EducationOtherwise",
     "ParentIn",
@@ -98,6 +99,14 @@ class SchoolActionIn(_Edge):
     note: str | None = Field(default=None, max_length=1000, repr=False)
 
 
+class AttendanceMarkIn(_Edge):
+    """One register session, as the school's form may attach them for a PMOOE referral."""
+
+    date: date
+    session: Literal["AM", "PM"]
+    code: str = Field(min_length=1, max_length=2)
+
+
 class ReferralIn(_Edge):
     """One referral as the school's online form (Mendix) sends it. See README, "Referral file"."""
 
@@ -114,6 +123,8 @@ class ReferralIn(_Edge):
     reduced_hours: bool = False
     medical_absence: bool = False
     school_actions: list[SchoolActionIn] = Field(default_factory=list)
+    attendance: list[AttendanceMarkIn] = Field(default_factory=list)
+    leave_end: date | None = None
     safeguarding_concern: bool = False
     service_child: bool = False
     changed_at: AwareDatetime | None = None

@@ -40,6 +40,7 @@ __all__ = [
     "QuarantinedRecord",
     "Referral",
     "School",
+    "SourceState",
 ]
 
 # Naming convention so constraint names are identical on SQLite and PostgreSQL and
@@ -201,3 +202,11 @@ class QuarantinedRecord(SQLModel, table=True):
     raw: str = Field(sa_type=sa.Text, repr=False)
     reasons: list[str] = Field(default_factory=list, sa_type=JSON)
     received_at: datetime = _ts(default_factory=utcnow)
+
+
+class SourceState(SQLModel, table=True):
+    """Where an intake source got to (e.g. the Mendix feed's changed-date watermark)."""
+
+    name: str = Field(primary_key=True, max_length=60)
+    watermark: datetime | None = _ts(default=None)
+    updated_at: datetime = _ts(default_factory=utcnow)
