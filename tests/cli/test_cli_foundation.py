@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CME = [sys.executable, "-c", "from cme.cli import main; main()"]
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("CME_")}
