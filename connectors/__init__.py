@@ -1,0 +1,113 @@
+"""Agency connectors: ask other agencies where a child is, minimised, audited and resilient.
+
+The rest of the project may use exactly what ``__all__`` lists. Plain async + httpx; no
+Prefect here. See ``docs/connectors.md`` for writing a connector.
+"""
+
+from ._contract import CONTRACT_VERSION, Connector
+from ._errors import (
+    AgencyTimeout,
+    AgencyUnavailable,
+    CircuitOpen,
+    ConnectionFailed,
+    ConnectorError,
+    ErrorKind,
+    HostNotAllowed,
+    MalformedResponse,
+    PermanentError,
+    RateLimited,
+    RegistryError,
+    RequestRejected,
+    ResponseTooLarge,
+    TransientError,
+)
+from ._models import (
+    QUERY_FIELDS,
+    CheckOutcome,
+    Evidence,
+    EvidenceKind,
+    Outcome,
+    Query,
+    Result,
+    TraceSubject,
+)
+from ._registry import (
+    ENTRY_POINT_GROUP,
+    ConnectorInfo,
+    Discovery,
+    available,
+    discover,
+    enabled_names,
+    load_enabled,
+)
+from ._resilience import (
+    AgencyHTTP,
+    AgencyResponse,
+    CircuitBreaker,
+    RateLimiter,
+    RetryPolicy,
+    parse_retry_after,
+)
+from ._runner import (
+    Enquiry,
+    HealthReport,
+    OnResult,
+    build_query,
+    check_health,
+    make_client,
+    run_connector,
+    run_deferred_poll,
+    run_deferred_submit,
+)
+from ._settings import ConnectorSettings, env_prefix
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "ENTRY_POINT_GROUP",
+    "QUERY_FIELDS",
+    "AgencyHTTP",
+    "AgencyResponse",
+    "AgencyTimeout",
+    "AgencyUnavailable",
+    "CheckOutcome",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "ConnectionFailed",
+    "Connector",
+    "ConnectorError",
+    "ConnectorInfo",
+    "ConnectorSettings",
+    "Discovery",
+    "Enquiry",
+    "ErrorKind",
+    "Evidence",
+    "EvidenceKind",
+    "HealthReport",
+    "HostNotAllowed",
+    "MalformedResponse",
+    "OnResult",
+    "Outcome",
+    "PermanentError",
+    "Query",
+    "RateLimited",
+    "RateLimiter",
+    "RegistryError",
+    "RequestRejected",
+    "ResponseTooLarge",
+    "Result",
+    "RetryPolicy",
+    "TraceSubject",
+    "TransientError",
+    "available",
+    "build_query",
+    "check_health",
+    "discover",
+    "enabled_names",
+    "env_prefix",
+    "load_enabled",
+    "make_client",
+    "parse_retry_after",
+    "run_connector",
+    "run_deferred_poll",
+    "run_deferred_submit",
+]

@@ -1,0 +1,309 @@
+"""Run one connector over a batch of subjects: minimised queries, one client, no raising.
+
+These are the functions a Prefect task calls with a chunk of a few hundred referrals. One
+``httpx.AsyncClient`` per connector, its pool no larger than the connector's concurrency cap
+(DESIGN.md, "HTTP client cost"). A single subject's failure becomes an error result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import xml.etree.ElementTree as ET  # noqa: S405 - only for the ParseError type
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Literal, NamedTuple
+
+import httpx
+from pydantic import ValidationError
+
+from ._contract import Connector
+from ._errors import ConnectorError
+from ._models import CheckOutcome, Query, Result, TraceSubject
+from ._resilience import AgencyChannel, AgencyHTTP, RetryPolicy, Sleep, tls_context
+
+__all__ = [
+    "Enquiry",
+    "HealthReport",
+    "OnResult",
+    "build_query",
+    "check_health",
+    "make_client",
+    "run_connector",
+    "run_deferred_poll",
+    "run_deferred_submit",
+]
+
+log = logging.getLogger("connectors")
+
+OnResult = Callable[[CheckOutcome], Awaitable[None] | None]
+
+# Raised by parsing code on bodies that are well-formed but not what the wire API promised.
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, ValidationError,
+                 ET.ParseError)
+
+
+class Enquiry(NamedTuple):
+    """An open deferred enquiry: whose it is, and the agency's reference for it."""
+
+    subject_reference: str
+    agency_reference: str
+
+
+class HealthReport(NamedTuple):
+    connector: str
+    ok: bool
+    detail: str
+    http_calls: int
+
+
+def build_query(subject: TraceSubject, connector: Connector | type[Connector]) -> Query:
+    """The minimised query: only the fields ``connector`` declares, nothing else."""
+    declared = frozenset(connector.fields)
+    return Query({f: getattr(subject, f) for f in declared}, declared)
+
+
+def make_client(
+    connector: Connector, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """An ``AsyncClient`` sized to the connector: pool = its concurrency cap, TLS verified."""
+    s = connector.settings
+    cap = connector.effective_max_concurrency
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=cap, max_keepalive_connections=cap),
+        timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
+        verify=tls_context(s.ca_bundle),
+        follow_redirects=False,
+        transport=transport,
+        headers={"User-Agent": f"cme-tracing {connector.name}/{connector.version}"},
+    )
+
+
+@asynccontextmanager
+async def _channel(
+    connector: Connector,
+    client: httpx.AsyncClient | None,
+    transport: httpx.AsyncBaseTransport | None,
+    sleep: Sleep,
+    now: Callable[[], datetime] | None,
+) -> AsyncIterator[AgencyChannel]:
+    s = connector.settings
+    owned = client is None
+    http_client = client if client is not None else make_client(connector, transport=transport)
+    try:
+        yield AgencyChannel(
+            name=connector.name,
+            client=http_client,
+            policy=RetryPolicy(s.max_attempts, s.backoff_initial, s.backoff_max,
+                               s.retry_after_cap),
+            limiter=connector.limiter,
+            breaker=connector.breaker,
+            max_concurrency=connector.effective_max_concurrency,
+            allowed_hosts=connector.allowed_hosts(),
+            allow_http=s.allow_http,
+            max_response_bytes=s.max_response_bytes,
+            attempt_deadline=s.timeout + s.connect_timeout,
+            sleep=sleep,
+            now=now or (lambda: datetime.now(UTC)),
+            headers=connector.auth_headers(),
+        )
+    finally:
+        if owned:
+            await http_client.aclose()
+
+
+async def _one(
+    connector: Connector,
+    channel: AgencyChannel,
+    subject_reference: str,
+    operation: Literal["search", "submit", "poll"],
+    call: Callable[[AgencyHTTP], Awaitable[Result]],
+    query: Query | None,
+    agency_reference: str | None = None,
+) -> CheckOutcome:
+    http = AgencyHTTP(channel)
+    started = time.perf_counter()
+    checked_at = datetime.now(UTC)
+    try:
+        result = await call(http)
+        if not isinstance(result, Result):
+            raise TypeError("connector returned something other than a Result")
+    except ConnectorError as exc:
+        result = Result.from_error(exc)
+    except _PARSE_ERRORS as exc:
+        # never str(exc): parsers quote the input, and the input may be personal data
+        result = Result.error(
+            "permanent", "malformed_response",
+            f"{connector.name}: response did not match the wire API ({type(exc).__name__})",
+        )
+    except NotImplementedError:
+        result = Result.error("permanent", "not_supported",
+                              f"{connector.name}: {operation} is not supported")
+    except Exception as exc:  # noqa: BLE001 - one subject's failure must not sink the batch
+        result = Result.error(
+            "permanent", "connector_failure",
+            f"{connector.name}: connector failed ({type(exc).__name__})",
+        )
+    if agency_reference and result.agency_reference is None:
+        result = result.model_copy(update={"agency_reference": agency_reference})
+    disclosed = tuple(sorted(query.accessed)) if (query is not None and http.calls) else ()
+    outcome = CheckOutcome(
+        subject_reference=subject_reference,
+        connector=connector.name,
+        connector_version=connector.version,
+        operation=operation,
+        disclosed_fields=disclosed,
+        result=result,
+        http_calls=http.calls,
+        checked_at=checked_at,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+    if result.error_kind:
+        log.warning("check connector=%s ref=%s op=%s error=%s/%s status=%s calls=%d",
+                    connector.name, subject_reference, operation, result.error_kind,
+                    result.error_code, result.status_code, http.calls)
+    else:
+        log.debug("check connector=%s ref=%s op=%s outcome=%s calls=%d", connector.name,
+                  subject_reference, operation, result.outcome.value, http.calls)
+    return outcome
+
+
+async def _run_all(
+    connector: Connector,
+    jobs: Sequence[tuple[str, Callable[[AgencyChannel], Awaitable[CheckOutcome]]]],
+    *,
+    client: httpx.AsyncClient | None,
+    transport: httpx.AsyncBaseTransport | None,
+    sleep: Sleep,
+    now: Callable[[], datetime] | None,
+    on_result: OnResult | None,
+) -> list[CheckOutcome]:
+    async with _channel(connector, client, transport, sleep, now) as channel:
+        gate = asyncio.Semaphore(connector.effective_max_concurrency)
+
+        async def guarded(job: Callable[[AgencyChannel], Awaitable[CheckOutcome]]
+                          ) -> CheckOutcome:
+            async with gate:
+                outcome = await job(channel)
+            if on_result is not None:
+                maybe = on_result(outcome)
+                if inspect.isawaitable(maybe):
+                    await maybe
+            return outcome
+
+        return list(await asyncio.gather(*(guarded(job) for _, job in jobs)))
+
+
+def _require(connector: Connector, deferred: bool) -> None:
+    if connector.deferred != deferred:
+        use = "run_deferred_submit/run_deferred_poll" if connector.deferred else "run_connector"
+        raise TypeError(f"connector {connector.name} needs {use}")
+
+
+async def run_connector(
+    connector: Connector,
+    subjects: Iterable[TraceSubject],
+    *,
+    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+    now: Callable[[], datetime] | None = None,
+    on_result: OnResult | None = None,
+) -> list[CheckOutcome]:
+    """Search ``connector`` for every subject; one :class:`CheckOutcome` each, in order.
+
+    Never raises for one subject's failure. Pass ``client`` to reuse one (not closed here),
+    or ``transport`` (e.g. the sandbox's ASGI transport) to have a right-sized client made.
+    ``on_result`` (sync or async) is called as each check finishes.
+    """
+    _require(connector, deferred=False)
+
+    def job(subject: TraceSubject) -> Callable[[AgencyChannel], Awaitable[CheckOutcome]]:
+        async def run(channel: AgencyChannel) -> CheckOutcome:
+            query = build_query(subject, connector)
+            return await _one(connector, channel, subject.reference, "search",
+                              lambda http: connector.search(query, http), query)
+        return run
+
+    return await _run_all(connector, [(s.reference, job(s)) for s in subjects], client=client,
+                          transport=transport, sleep=sleep, now=now, on_result=on_result)
+
+
+async def run_deferred_submit(
+    connector: Connector,
+    subjects: Iterable[TraceSubject],
+    *,
+    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+    now: Callable[[], datetime] | None = None,
+    on_result: OnResult | None = None,
+) -> list[CheckOutcome]:
+    """File a formal request for each subject with no open enquiry (expect ``pending``)."""
+    _require(connector, deferred=True)
+
+    def job(subject: TraceSubject) -> Callable[[AgencyChannel], Awaitable[CheckOutcome]]:
+        async def run(channel: AgencyChannel) -> CheckOutcome:
+            query = build_query(subject, connector)
+            return await _one(connector, channel, subject.reference, "submit",
+                              lambda http: connector.submit(query, http), query)
+        return run
+
+    return await _run_all(connector, [(s.reference, job(s)) for s in subjects], client=client,
+                          transport=transport, sleep=sleep, now=now, on_result=on_result)
+
+
+async def run_deferred_poll(
+    connector: Connector,
+    enquiries: Iterable[Enquiry | tuple[str, str]],
+    *,
+    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+    now: Callable[[], datetime] | None = None,
+    on_result: OnResult | None = None,
+) -> list[CheckOutcome]:
+    """Ask about open enquiries ``(subject_reference, agency_reference)``.
+
+    Only the agency reference is sent, so ``disclosed_fields`` is empty. The result is the
+    answer (found / not_found), still ``pending``, or an error; it carries the reference.
+    """
+    _require(connector, deferred=True)
+
+    def job(enq: Enquiry) -> Callable[[AgencyChannel], Awaitable[CheckOutcome]]:
+        async def run(channel: AgencyChannel) -> CheckOutcome:
+            return await _one(connector, channel, enq.subject_reference, "poll",
+                              lambda http: connector.poll(enq.agency_reference, http), None,
+                              agency_reference=enq.agency_reference)
+        return run
+
+    items = [Enquiry(*e) for e in enquiries]
+    return await _run_all(connector, [(e.subject_reference, job(e)) for e in items],
+                          client=client, transport=transport, sleep=sleep, now=now,
+                          on_result=on_result)
+
+
+async def check_health(
+    connector: Connector,
+    *,
+    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> HealthReport:
+    """Run the connector's ``health`` probe; never raises."""
+    async with _channel(connector, client, transport, sleep, None) as channel:
+        http = AgencyHTTP(channel)
+        try:
+            detail = await connector.health(http)
+            return HealthReport(connector.name, True, detail, http.calls)
+        except ConnectorError as exc:
+            return HealthReport(connector.name, False, f"{exc.kind}/{exc.code}: {exc.message}",
+                                http.calls)
+        except Exception as exc:  # noqa: BLE001
+            return HealthReport(connector.name, False, f"probe failed ({type(exc).__name__})",
+                                http.calls)
+
+
