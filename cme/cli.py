@@ -120,7 +120,7 @@ def _register_optional(module: str) -> None:
 
 _mount_optional("cme.cli_connectors", "connectors")
 _mount_optional("cme.cli_sandbox", "sandbox")
-for _module in ("cme.cli_cases", "cme.cli_run"):
+for _module in ("cme.cli_cases", "cme.cli_run", "cme.cli_ui"):
     _register_optional(_module)
 
 
@@ -141,9 +141,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence for a CLI user
         if debug:
             raise
+        from connectors import RegistryError
         from models.errors import CmeDataError
 
-        if isinstance(exc, CmeDataError):
+        # These messages are written for people and never carry personal data.
+        if isinstance(exc, CmeDataError | RegistryError):
             err_console.print(f"[red]Error:[/red] {exc}")
         else:
             err_console.print(

@@ -1,0 +1,66 @@
+"""Build the tasks' plain config objects from the settings (flows only)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from cme.settings import Settings, get_settings
+from tasks.dispatch import DispatchConfig
+from tasks.intake import IntakeConfig
+from tasks.tracing import TraceConfig
+
+
+def run_id() -> str:
+    try:
+        from prefect.runtime import flow_run
+
+        rid = flow_run.get_id()
+        if rid:
+            return str(rid)
+    except Exception:  # noqa: BLE001, S110 - outside a flow run there is no id
+        pass
+    return uuid.uuid4().hex
+
+
+def trace_config(today: date, settings: Settings | None = None,
+                 connectors: list[str] | None = None) -> TraceConfig:
+    s = settings or get_settings()
+    return TraceConfig(
+        db_url=s.database_url,
+        connectors=tuple(connectors if connectors is not None else s.connectors),
+        today=today,
+        run_id=run_id(),
+        channel=s.notification_channel,
+        home_la=s.home_la,
+        min_rounds=s.min_rounds,
+        duty_inbox=s.duty_inbox,
+        la_name=s.la_name,
+        other_la_contacts=dict(s.other_la_contacts),
+        sandbox_world=str(s.sandbox_world) if s.sandbox_world else None,
+    )
+
+
+def intake_config(settings: Settings | None = None) -> IntakeConfig:
+    s = settings or get_settings()
+    return IntakeConfig(
+        db_url=s.database_url, channel=s.notification_channel, duty_inbox=s.duty_inbox,
+        la_name=s.la_name, signpost_contacts=dict(s.signpost_contacts),
+    )
+
+
+def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
+    s = settings or get_settings()
+    options: dict[str, Any]
+    if s.notification_channel == "file":
+        options = {"outbox_dir": s.outbox_dir}
+    elif s.notification_channel == "smtp":
+        options = {"host": s.smtp_host, "port": s.smtp_port, "username": s.smtp_username,
+                   "password": s.smtp_password, "starttls": s.smtp_starttls,
+                   "mail_from": s.mail_from}
+    else:
+        options = {"api_key": s.notify_api_key, "base_url": s.notify_base_url,
+                   "template_ids": dict(s.notify_template_ids)}
+    return DispatchConfig(db_url=s.database_url, channel=s.notification_channel,
+                          channel_options=options)

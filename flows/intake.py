@@ -1,0 +1,77 @@
+"""Intake flows: referrals from a JSON Lines file or the Mendix OData feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_table_artifact
+
+from cme.settings import get_settings
+from flows import _progress
+from flows._config import dispatch_config, intake_config
+from tasks._agencies import mendix_transport
+from tasks.dispatch import dispatch_task
+from tasks.intake import IntakeReport, ingest_batch, read_jsonl
+from tasks.odata import fetch_mendix_changes, save_watermark
+
+__all__ = ["import_file", "intake", "intake_records"]
+
+BATCH = 500
+
+
+def _batches(records: Iterable[tuple[int | None, str]], size: int
+             ) -> Iterable[list[tuple[int | None, str]]]:
+    it = iter(records)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def intake_records(records: Iterable[tuple[int | None, str]], *, source: str) -> IntakeReport:
+    """Ingest records in batches of a few hundred (one task run per batch)."""
+    cfg = intake_config()
+    total = IntakeReport()
+    for batch in _batches(records, BATCH):
+        total.add(ingest_batch(batch, source, cfg))
+        _progress.report(advance=len(batch))
+    return total
+
+
+async def _publish(report: IntakeReport, source: str) -> None:
+    rows = [{"result": k, "count": v} for k, v in vars(report).items()]
+    await acreate_table_artifact(key="intake-summary", table=rows,
+                                 description=f"Intake from {source} (counts only).")
+
+
+@flow(name="import-referrals-file", persist_result=False)
+async def import_file(path: str) -> dict[str, int]:
+    """Import referrals from a JSON Lines file on the worker's disk (one referral a line)."""
+    p = Path(path)
+    report = intake_records(read_jsonl(p), source=p.name)
+    await dispatch_task(dispatch_config())
+    await _publish(report, p.name)
+    return vars(report)
+
+
+@flow(name="intake", persist_result=False)
+async def intake(file: str | None = None) -> dict[str, Any]:
+    """Take in new and changed referrals: from the Mendix OData feed (when configured)
+    and/or a JSON Lines file; then send the acknowledgements."""
+    logger = get_run_logger()
+    settings = get_settings()
+    total = IntakeReport()
+    if file:
+        total.add(intake_records(read_jsonl(Path(file)), source=Path(file).name))
+    if settings.mendix_base_url:
+        records, newest = await fetch_mendix_changes(settings, transport=mendix_transport())
+        total.add(intake_records(records, source="mendix"))
+        if newest is not None:
+            save_watermark(settings.database_url, newest)
+    logger.info("intake: %d received, %d new, %d updated, %d quarantined", total.received,
+                total.created, total.updated, total.quarantined)
+    await dispatch_task(dispatch_config(settings))
+    await _publish(total, "mendix" if not file else Path(file).name)
+    return vars(total)

@@ -1,0 +1,135 @@
+"""The nightly tracing run: every due referral through every enabled agency, then decide,
+dispatch, and publish a PII-free summary.
+
+Task runs per night: chunks × (connectors + 1) + 1 — O(chunks), not O(referrals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_table_artifact
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from cme.settings import get_settings
+from flows import _progress
+from flows._config import dispatch_config, trace_config
+from models import Notification, NotificationStatus, Referral, get_engine
+from policy import london_date
+from tasks.dispatch import dispatch_task
+from tasks.tracing import ChunkReport, DecideReport, chunked, decide_chunk, select_due, trace_chunk
+
+__all__ = ["nightly_tracing", "run_nightly"]
+
+
+async def run_nightly(today: date | None = None, *, chunk_size: int | None = None,
+                      references: list[str] | None = None, force: bool = False,
+                      connectors: list[str] | None = None,
+                      publish: bool = True) -> dict[str, Any]:
+    """The body of the nightly flow (also used by ``trace-referral`` for one reference)."""
+    from datetime import UTC, datetime
+
+    settings = get_settings()
+    today = today or london_date(datetime.now(UTC))
+    cfg = trace_config(today, settings, connectors)
+    size = chunk_size or settings.chunk_size
+    ids = select_due(cfg.db_url, today, references=references, force=force)
+    chunks = chunked(ids, size)
+    logger = get_run_logger()
+    logger.info("tracing %d referrals in %d chunks with %d connectors", len(ids), len(chunks),
+                len(cfg.connectors))
+    _progress.report(total=len(ids), advance=0)
+
+    chunk_reports: list[ChunkReport] = []
+    decide_reports: list[DecideReport] = []
+    for n, chunk in enumerate(chunks):
+        reports = await asyncio.gather(
+            *(trace_chunk(name, chunk, cfg, chunk_no=n) for name in cfg.connectors)
+        )
+        chunk_reports.extend(reports)
+        decide_reports.append(decide_chunk(chunk, cfg, chunk_no=n))
+        _progress.report(advance=len(chunk))
+
+    dispatched = await dispatch_task(dispatch_config(settings))
+    summary = _summarise(cfg.db_url, today, len(ids), chunk_reports, decide_reports, dispatched)
+    if publish:
+        await _publish(summary)
+    logger.info("nightly run finished: %d decided, %d notifications sent",
+                summary["decided"], dispatched.get("sent", 0))
+    return summary
+
+
+def _summarise(db_url: str, today: date, selected: int, chunks: list[ChunkReport],
+               decides: list[DecideReport], dispatched: dict[str, int]) -> dict[str, Any]:
+    by_connector: dict[str, Counter[str]] = {}
+    errors: Counter[str] = Counter()
+    for c in chunks:
+        by_connector.setdefault(c.connector, Counter()).update(c.outcomes)
+        errors.update({f"{c.connector}: {k}": v for k, v in c.errors.items()})
+    statuses: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    for d in decides:
+        statuses.update(d.statuses)
+        rules.update(d.rules)
+    with Session(get_engine(db_url)) as s:
+        breaches = s.exec(
+            select(func.count()).select_from(Referral).where(
+                col(Referral.acknowledged_at).is_(None),
+                Referral.acknowledgement_due < today,
+                Referral.classification != "NOT_CME",
+            )
+        ).one()
+        outbox = dict(s.exec(select(Notification.status, func.count())
+                             .group_by(col(Notification.status))).all())
+    return {
+        "today": today.isoformat(),
+        "selected": selected,
+        "decided": sum(d.decided for d in decides),
+        "task_runs": len(chunks) + len(decides) + 1,
+        "checks_by_connector": {k: dict(v) for k, v in by_connector.items()},
+        "statuses": dict(statuses),
+        "rules": dict(rules),
+        "errors": dict(errors),
+        "ack_sla_breaches": int(breaches),
+        "dispatched": dispatched,
+        "outbox": {str(getattr(k, "value", k)): int(v) for k, v in outbox.items()},
+        "pending_notifications": int(outbox.get(NotificationStatus.pending, 0)),
+    }
+
+
+async def _publish(summary: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = []
+    for connector, outcomes in sorted(summary["checks_by_connector"].items()):
+        for outcome, n in sorted(outcomes.items()):
+            rows.append({"section": "checks", "name": f"{connector} / {outcome}", "count": n})
+    for status, n in sorted(summary["statuses"].items()):
+        rows.append({"section": "cases decided", "name": status, "count": n})
+    for rule, n in sorted(summary["rules"].items()):
+        rows.append({"section": "rule fired", "name": rule, "count": n})
+    for err, n in sorted(summary["errors"].items()):
+        rows.append({"section": "errors", "name": err, "count": n})
+    for k, n in sorted(summary["dispatched"].items()):
+        rows.append({"section": "notifications", "name": k, "count": n})
+    rows.append({"section": "acknowledgement SLA", "name": "overdue, not acknowledged",
+                 "count": summary["ack_sla_breaches"]})
+    rows.append({"section": "run", "name": "referrals traced", "count": summary["selected"]})
+    await acreate_table_artifact(
+        key="nightly-summary", table=rows,
+        description=f"Nightly tracing summary for {summary['today']} (counts only).",
+    )
+
+
+@flow(name="nightly-tracing", log_prints=False, persist_result=False)
+async def nightly_tracing(today: date | None = None, chunk_size: int | None = None
+                          ) -> dict[str, Any]:
+    """Trace every referral that is due: ask each enabled agency, record the answers,
+    apply the rulebook, send the notifications, publish a summary.
+
+    Leave the parameters empty for the normal nightly run.
+    """
+    return await run_nightly(today, chunk_size=chunk_size)

@@ -1,0 +1,402 @@
+"""Intake: validate, classify, de-duplicate and store school referrals.
+
+Every record ends in exactly one of: a new case, an update to an existing case (same Mendix
+reference), a new referral linked to the child's open case (same child again), a kept
+not-CME referral (the school is told why and signposted), or the quarantine table with the
+reasons. Nothing is dropped: ``IntakeReport.received`` equals the sum of the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import ValidationError
+from sqlmodel import Session, select
+
+import policy
+from models import (
+    CaseOutcome,
+    CaseStatus,
+    Child,
+    ClosureReason,
+    NotificationChannel,
+    QuarantinedRecord,
+    Referral,
+    ReferralIn,
+    ReferralKind,
+    School,
+    Template,
+    describe_validation_error,
+    session_scope,
+)
+from notifications import queue_notification
+from tasks._common import event, initials, match_key
+
+__all__ = ["IntakeConfig", "IntakeReport", "ingest_batch", "ingest_records", "read_jsonl"]
+
+OPEN_STATUSES = (
+    CaseStatus.RECEIVED,
+    CaseStatus.ACKNOWLEDGED,
+    CaseStatus.TRACING,
+    CaseStatus.AWAITING_RESPONSE,
+    CaseStatus.NEEDS_REVIEW,
+    CaseStatus.ESCALATED,
+    CaseStatus.WHEREABOUTS_UNKNOWN,
+    CaseStatus.LEFT_UK,
+    CaseStatus.LOCATED,
+    CaseStatus.TRANSFERRED,
+)
+MAX_RECORD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    """What intake needs from the settings (plain values: tasks receive no settings objects)."""
+
+    db_url: str
+    channel: str = "file"
+    duty_inbox: str = "cme-duty@la.example.org"
+    la_name: str = "Hampshire County Council"
+    signpost_contacts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IntakeReport:
+    received: int = 0
+    created: int = 0
+    updated: int = 0
+    duplicates_linked: int = 0
+    not_cme: int = 0
+    quarantined: int = 0
+    unchanged: int = 0
+    missing_actions_flagged: int = 0
+    safeguarding: int = 0
+
+    def add(self, other: IntakeReport) -> None:
+        for k, v in vars(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+    @property
+    def accounted(self) -> int:
+        return (self.created + self.updated + self.duplicates_linked + self.not_cme
+                + self.quarantined + self.unchanged)
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` for each non-blank line; undecodable bytes are kept as U+FFFD."""
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            text = raw.decode("utf-8", errors="replace").strip()
+            if text:
+                yield n, text
+
+
+def _quarantine(session: Session, source: str, line_no: int | None, raw: str,
+                reasons: list[str], ref: str | None) -> None:
+    session.add(QuarantinedRecord(source=source, line_no=line_no, raw=raw, reasons=reasons,
+                                  mendix_reference=ref[:40] if ref else None))
+
+
+def _loose_reference(raw: str) -> str | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    ref = data.get("mendix_reference") if isinstance(data, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _parse(raw: str) -> tuple[ReferralIn | None, list[str]]:
+    if len(raw.encode("utf-8", errors="replace")) > MAX_RECORD_BYTES:
+        return None, [f"(record): larger than {MAX_RECORD_BYTES // 1024} KiB"]
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        return None, [f"(record): not valid JSON{where}"]
+    if not isinstance(data, dict):
+        return None, ["(record): expected a JSON object"]
+    try:
+        return ReferralIn.model_validate(data), []
+    except ValidationError as exc:
+        return None, describe_validation_error(exc)
+    except (RecursionError, ValueError, TypeError):
+        return None, ["(record): could not be read"]
+
+
+def _classify(rec: ReferralIn) -> tuple[str, str, str | None]:
+    """(category, reason code, Inclusion Support team or None)."""
+    on = rec.received_at.date()
+    if rec.medical_absence and rec.on_roll:
+        return "NOT_CME", "medical_absence", "medical_referrals"
+    finding: policy.PmooeFinding | None = None
+    if rec.attendance:
+        finding = policy.assess_pmooe(
+            [(m.date, m.session, m.code) for m in rec.attendance], leave_end=rec.leave_end
+        )
+    elif rec.kind is ReferralKind.PMOOE and rec.on_roll:
+        # The school asserts the trigger on its form; without the register we take its word.
+        finding = policy.PmooeFinding(reason="continuous_absence", triggered_on=on)
+    c = policy.classify(
+        dob=rec.child.dob,
+        on=on,
+        on_roll=rec.on_roll,
+        education_otherwise=rec.education_otherwise.value if rec.education_otherwise else None,
+        reduced_hours=rec.reduced_hours,
+        pmooe=finding,
+    )
+    team = policy.signpost_for(c.reason)
+    return str(c.category), str(c.reason), str(team) if team else None
+
+
+def _upsert_school(session: Session, rec: ReferralIn) -> School:
+    school = session.exec(select(School).where(School.urn == rec.school.urn)).first()
+    if school is None:
+        school = School(urn=rec.school.urn, name=rec.school.name, la_code=rec.school.la_code,
+                        email=str(rec.school.email))
+        session.add(school)
+        session.flush()
+    elif school.email != str(rec.school.email) or school.name != rec.school.name:
+        school.email, school.name = str(rec.school.email), rec.school.name
+    return school
+
+
+def _find_open_case_for_child(session: Session, rec: ReferralIn) -> tuple[Child | None,
+                                                                         Referral | None]:
+    key = match_key(rec.child.surname, rec.child.dob)
+    candidates: list[Child] = []
+    if rec.child.upn:
+        candidates = list(session.exec(select(Child).where(Child.upn == rec.child.upn)))
+    if not candidates:
+        candidates = list(session.exec(select(Child).where(Child.match_key == key)))
+    for child in candidates:
+        open_case = session.exec(
+            select(Referral)
+            .where(Referral.child_id == child.id, Referral.duplicate_of_id.is_(None),  # type: ignore[union-attr]
+                   Referral.status.in_(OPEN_STATUSES))  # type: ignore[attr-defined]
+            .order_by(Referral.id)  # type: ignore[arg-type]
+        ).first()
+        if open_case is not None:
+            return child, open_case
+    return (candidates[0] if candidates else None), None
+
+
+def _new_child(rec: ReferralIn) -> Child:
+    c = rec.child
+    return Child(
+        upn=c.upn, forename=c.forename, surname=c.surname, former_surnames=c.former_surnames,
+        dob=c.dob, sex=c.sex, nhs_number=c.nhs_number, address_line1=c.address.line1,
+        town=c.address.town, postcode=c.address.postcode,
+        parents=[p.model_dump(mode="json") for p in rec.parents],
+        service_child=rec.service_child, sen=c.sen, match_key=match_key(c.surname, c.dob),
+    )
+
+
+_UPDATABLE = ("reason", "last_attended", "safeguarding_concern", "school_actions", "parents",
+              "child.address", "on_roll", "education_otherwise", "reduced_hours")
+
+
+def _apply_update(session: Session, referral: Referral, rec: ReferralIn, cfg: IntakeConfig,
+                  report: IntakeReport) -> None:
+    """A re-sent form: record what changed as events (field names only), never a new case."""
+    child = session.get(Child, referral.child_id)
+    assert child is not None
+    changed: list[str] = []
+    if rec.reason != referral.reason:
+        referral.reason = rec.reason
+        changed.append("reason")
+    if rec.last_attended != referral.last_attended:
+        referral.last_attended = rec.last_attended
+        changed.append("last_attended")
+    actions = [a.model_dump(mode="json") for a in rec.school_actions]
+    if actions != referral.school_actions:
+        referral.school_actions = actions
+        referral.missing_actions = rec.missing_actions()
+        changed.append("school_actions")
+    parents = [p.model_dump(mode="json") for p in rec.parents]
+    if parents != child.parents:
+        child.parents = parents
+        changed.append("parents")
+    addr = rec.child.address
+    if (addr.line1, addr.town, addr.postcode) != (child.address_line1, child.town,
+                                                  child.postcode):
+        child.address_line1, child.town, child.postcode = addr.line1, addr.town, addr.postcode
+        changed.append("child.address")
+    if rec.safeguarding_concern and not referral.safeguarding_concern:
+        referral.safeguarding_concern = True
+        changed.append("safeguarding_concern")
+        _raise_safeguarding(session, referral, cfg, report)
+    if not changed:
+        report.unchanged += 1
+        return
+    referral.updated_at = datetime.now(UTC)
+    event(session, referral.id or 0, "school_update",
+          f"The school sent an update; changed: {', '.join(changed)}")
+    report.updated += 1
+
+
+def _raise_safeguarding(session: Session, referral: Referral, cfg: IntakeConfig,
+                        report: IntakeReport) -> None:
+    if referral.status is not CaseStatus.CLOSED:
+        referral.status = CaseStatus.ESCALATED
+    event(session, referral.id or 0, "safeguarding",
+          "Safeguarding concern: a person must review this case now (IARF to Children's "
+          "Services / police where appropriate)", rule="safeguarding")
+    queue_notification(
+        session, referral_id=referral.id, template=Template.safeguarding_task,
+        recipient=cfg.duty_inbox,
+        personalisation={"reference": referral.mendix_reference},
+        channel=NotificationChannel(cfg.channel),
+        idempotency_key=f"safeguarding:{referral.mendix_reference}:intake",
+    )
+    report.safeguarding += 1
+
+
+def _ingest_one(session: Session, source: str, line_no: int | None, raw: str,
+                cfg: IntakeConfig, report: IntakeReport) -> None:
+    rec, problems = _parse(raw)
+    if rec is None:
+        _quarantine(session, source, line_no, raw, problems, _loose_reference(raw))
+        report.quarantined += 1
+        return
+    existing = session.exec(
+        select(Referral).where(Referral.mendix_reference == rec.mendix_reference)
+    ).first()
+    if existing is not None:
+        _apply_update(session, existing, rec, cfg, report)
+        return
+    try:
+        category, reason, team = _classify(rec)
+    except ValueError as exc:  # e.g. an unknown attendance code; the message names the code
+        _quarantine(session, source, line_no, raw, [f"attendance: {exc}"], rec.mendix_reference)
+        report.quarantined += 1
+        return
+
+    school = _upsert_school(session, rec)
+    child, open_case = _find_open_case_for_child(session, rec)
+    if child is None:
+        child = _new_child(rec)
+        session.add(child)
+        session.flush()
+    ref = rec.mendix_reference
+    received = rec.received_at.astimezone(UTC)
+    referral = Referral(
+        mendix_reference=ref,
+        kind=rec.kind,
+        reason=rec.reason,
+        school_id=school.id or 0,
+        child_id=child.id or 0,
+        received_at=received,
+        last_attended=rec.last_attended,
+        school_actions=[a.model_dump(mode="json") for a in rec.school_actions],
+        missing_actions=rec.missing_actions(),
+        safeguarding_concern=rec.safeguarding_concern,
+        classification=category,
+        classification_reason=reason,
+        acknowledgement_due=policy.acknowledgement_due(rec.received_at),
+        next_check_due=policy.london_date(rec.received_at),
+    )
+    session.add(referral)
+    session.flush()
+    rid = referral.id or 0
+    event(session, rid, "received",
+          f"Referral received from school URN {school.urn}; classified {category} ({reason})")
+    common = {"reference": ref, "initials": initials(child), "school_name": school.name}
+    channel = NotificationChannel(cfg.channel)
+    queue_notification(
+        session, referral_id=rid, template=Template.acknowledgement, recipient=school.email,
+        personalisation={**common, "due_date": referral.acknowledgement_due.isoformat()},
+        channel=channel, idempotency_key=f"ack:{ref}",
+    )
+
+    if category == "NOT_CME":
+        referral.status = CaseStatus.CLOSED
+        referral.outcome = CaseOutcome.NOT_CME
+        referral.closure_reason = ClosureReason.not_cme
+        referral.closed_at = datetime.now(UTC)
+        referral.next_check_due = None
+        event(session, rid, "not_cme",
+              f"Not CME/PMOOE ({reason}); school signposted to {team or 'no team'}")
+        personalisation: dict[str, Any] = {**common, "reason": reason}
+        if team:
+            personalisation["signpost_team"] = team
+            personalisation["signpost_contact"] = cfg.signpost_contacts.get(team, cfg.duty_inbox)
+        queue_notification(
+            session, referral_id=rid, template=Template.not_cme_signpost,
+            recipient=school.email, personalisation=personalisation, channel=channel,
+            idempotency_key=f"not_cme:{ref}",
+        )
+        report.not_cme += 1
+        return
+
+    if open_case is not None:
+        referral.duplicate_of_id = open_case.id
+        referral.status = CaseStatus.CLOSED
+        referral.closure_reason = ClosureReason.duplicate
+        referral.closed_at = datetime.now(UTC)
+        referral.next_check_due = None
+        event(session, rid, "duplicate",
+              f"Same child as open case {open_case.mendix_reference}; linked to it")
+        event(session, open_case.id or 0, "duplicate_linked",
+              f"Another referral {ref} received for this child (school URN {school.urn})")
+        if rec.safeguarding_concern and not open_case.safeguarding_concern:
+            open_case.safeguarding_concern = True
+            _raise_safeguarding(session, open_case, cfg, report)
+        report.duplicates_linked += 1
+        return
+
+    if referral.missing_actions:
+        event(session, rid, "missing_school_actions",
+              "School actions missing: " + ", ".join(referral.missing_actions))
+        queue_notification(
+            session, referral_id=rid, template=Template.missing_school_actions,
+            recipient=school.email,
+            personalisation={**common, "missing_actions": list(referral.missing_actions)},
+            channel=channel, idempotency_key=f"missing:{ref}",
+        )
+        report.missing_actions_flagged += 1
+    if rec.safeguarding_concern:
+        _raise_safeguarding(session, referral, cfg, report)
+    report.created += 1
+
+
+def ingest_records(records: Iterable[tuple[int | None, str]], *, source: str,
+                   cfg: IntakeConfig) -> IntakeReport:
+    """Ingest ``(line number, raw JSON)`` records in one transaction; see the module doc.
+
+    Each record runs in a savepoint, so one bad record (even one the database refuses) is
+    quarantined without undoing the others.
+    """
+    report = IntakeReport()
+    with session_scope(cfg.db_url) as session:
+        for line_no, raw in records:
+            report.received += 1
+            nested = session.begin_nested()
+            try:
+                _ingest_one(session, source, line_no, raw, cfg, report)
+                nested.commit()
+            except Exception as exc:  # noqa: BLE001 - keep the record, say what went wrong
+                nested.rollback()
+                _quarantine(session, source, line_no, raw,
+                            [f"(record): could not be stored ({type(exc).__name__})"],
+                            _loose_reference(raw))
+                report.quarantined += 1
+    return report
+
+
+@task(name="ingest-batch", cache_policy=NO_CACHE, persist_result=False)
+def ingest_batch(records: list[tuple[int | None, str]], source: str,
+                 cfg: IntakeConfig) -> IntakeReport:
+    """Prefect task: one batch of raw records (a few hundred) into the case database."""
+    return ingest_records(records, source=source, cfg=cfg)
+
+
+def today_london() -> date:
+    return policy.london_date(datetime.now(UTC))

@@ -1,0 +1,87 @@
+"""Half-termly updates to referring schools, and reminders of overdue acknowledgements."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from typing import Any
+
+from sqlmodel import col, select
+
+from models import Child, NotificationChannel, Referral, School, Template, session_scope
+from notifications import queue_notification
+from tasks._common import initials
+from tasks.tracing import TRACEABLE
+
+__all__ = ["HalfTerm", "current_half_term", "half_terms", "queue_school_updates"]
+
+
+@dataclass(frozen=True)
+class HalfTerm:
+    id: str
+    start: date
+    end: date
+
+
+def half_terms() -> list[HalfTerm]:
+    raw = json.loads(resources.files("flows.data").joinpath("hampshire_terms.json").read_text())
+    return [HalfTerm(h["id"], date.fromisoformat(h["start"]), date.fromisoformat(h["end"]))
+            for h in raw["half_terms"]]
+
+
+def current_half_term(today: date, terms: list[HalfTerm] | None = None) -> HalfTerm | None:
+    """The half-term ``today`` falls in (None in a holiday)."""
+    for h in terms or half_terms():
+        if h.start <= today <= h.end:
+            return h
+    return None
+
+
+def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: str
+                         ) -> dict[str, Any]:
+    """Queue one update per school with open cases for the current half-term (idempotent
+    per school and half-term), and a reminder for each overdue acknowledgement."""
+    term = current_half_term(today)
+    out: dict[str, Any] = {"half_term": term.id if term else None, "school_updates": 0,
+                           "ack_reminders": 0}
+    ch = NotificationChannel(channel)
+    with session_scope(db_url) as s:
+        if term is not None:
+            rows = s.exec(
+                select(Referral, Child, School)
+                .join(Child, col(Child.id) == Referral.child_id)
+                .join(School, col(School.id) == Referral.school_id)
+                .where(col(Referral.status).in_(TRACEABLE),
+                       col(Referral.duplicate_of_id).is_(None))
+                .order_by(col(Referral.id))
+            ).all()
+            per_school: dict[int, list[tuple[Referral, Child, School]]] = defaultdict(list)
+            for row in rows:
+                per_school[row[2].id or 0].append(row)
+            for school_rows in per_school.values():
+                school = school_rows[0][2]
+                updates = [{"reference": r.mendix_reference, "initials": initials(c),
+                            "status": r.status.value} for r, c, _ in school_rows]
+                out["school_updates"] += queue_notification(
+                    s, referral_id=None, template=Template.half_termly_update,
+                    recipient=school.email,
+                    personalisation={"school_name": school.name, "updates": updates},
+                    channel=ch, idempotency_key=f"half_termly:{school.urn}:{term.id}",
+                )
+        overdue = s.exec(
+            select(Referral).where(col(Referral.acknowledged_at).is_(None),
+                                   Referral.acknowledgement_due < today,
+                                   Referral.classification != "NOT_CME")
+        ).all()
+        for r in overdue:
+            out["ack_reminders"] += queue_notification(
+                s, referral_id=r.id, template=Template.acknowledgement_reminder,
+                recipient=duty_inbox,
+                personalisation={"reference": r.mendix_reference,
+                                 "due_date": r.acknowledgement_due.isoformat()},
+                channel=ch, idempotency_key=f"ack_reminder:{r.mendix_reference}",
+            )
+    return out
