@@ -1,0 +1,38 @@
+"""A real UI stack (Prefect server, sandbox agencies, deployments, worker) per test module.
+
+Each module gets its own stack on free ports in a temp folder, with basic auth on, and it
+is stopped (worker, then sandbox, then server) whatever happens in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from rich.console import Console
+from uikit import new_auth_string
+
+
+@pytest.fixture(scope="module")
+def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from prefect.settings import temporary_settings
+
+    from cme.cli_ui import free_port, start_stack, stop_stack
+
+    home = tmp_path_factory.mktemp("cme-ui")
+    out = Console(stderr=True)
+    port = free_port()
+    sandbox_port = free_port()
+    while sandbox_port == port:
+        sandbox_port = free_port()
+    # scheduler=False: the schedules are deployed, but no scheduled run fires mid-test.
+    stack = start_stack(home, port=port, sandbox_port=sandbox_port, children=40, seed=7,
+                        auth=new_auth_string(), scheduler=False, out=out)
+    procs = dict(stack.procs)
+    try:
+        with temporary_settings(updates=stack.prefect_settings()):
+            yield stack
+    finally:
+        stop_stack(stack, out=out)
+        left = {name: p.pid for name, p in procs.items() if p.poll() is None}
+        assert not left, f"processes left running: {left}"
