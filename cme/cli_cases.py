@@ -9,6 +9,7 @@ the child's initials only.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -24,7 +25,8 @@ __all__ = ["register"]
 
 T = TypeVar("T")
 
-console = Console()
+# Piped output (| less, > file) would otherwise be cut to 80 columns and truncate references.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 intake_app = typer.Typer(help="Referral intake: records that could not be accepted.",
                          no_args_is_help=True)
