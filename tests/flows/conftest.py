@@ -1,25 +1,13 @@
-"""One Prefect test harness (a temporary local server) for every flow test in the session."""
+"""The demo world of the flow tests (the Prefect harness is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 from flowkit import BUILTINS, DemoWorld
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture
