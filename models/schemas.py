@@ -10,7 +10,15 @@ from datetime import date
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from models.enums import ReferralKind
 from models.types import UPN, URN, LACode, Postcode
@@ -81,9 +89,17 @@ class ChildIn(_Edge):
     former_surnames: list[str] = Field(default_factory=list, repr=False)
     dob: date = Field(repr=False)
     sex: Literal["F", "M", "U"] | None = Field(default=None, repr=False)
-    nhs_number: str | None = Field(default=None, pattern=r"^\d{10}$", repr=False)
+    nhs_number: str | None = Field(default=None, pattern=r"^[0-9]{10}$", repr=False)
     address: AddressIn = Field(default_factory=AddressIn, repr=False)
     sen: bool = False
+
+    @field_validator("forename", "surname")
+    @classmethod
+    def _has_a_letter(cls, value: str) -> str:
+        # A name without a single letter is not a name (and gives no initial to notify by).
+        if not any(c.isalpha() for c in value):
+            raise ValueError("must contain a letter")
+        return value
 
 
 class ParentIn(_Edge):

@@ -20,10 +20,11 @@ from pydantic import AfterValidator, BeforeValidator
 
 __all__ = ["UPN", "URN", "LACode", "Postcode", "normalise_postcode"]
 
-_URN = re.compile(r"^\d{6}$")
-_LA = re.compile(r"^\d{3}$")
+# [0-9], not \d: \d also matches other scripts' digits (Arabic-Indic, full-width, ...).
+_URN = re.compile(r"^[0-9]{6}$")
+_LA = re.compile(r"^[0-9]{3}$")
 # BS 7666 shapes: A9 9AA, A99 9AA, A9A 9AA, AA9 9AA, AA99 9AA, AA9A 9AA (+ GIR 0AA).
-_POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})$")
+_POSTCODE = re.compile(r"^(GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$")
 
 
 def _strip(value: object) -> object:

@@ -33,9 +33,19 @@ def event(session: Session, referral_id: int, kind: str, text: str, *,
     session.add(CaseEvent(referral_id=referral_id, kind=kind, text=text, rule=rule, actor=actor))
 
 
+def _initial(name: str) -> str:
+    # The first letter, not the first character: "'t Hooft" is "T", and a name's first
+    # character may be an apostrophe, a hyphen or a combining mark.
+    for ch in name:
+        if ch.isalpha():
+            up = ch.upper()
+            return up if len(up) == 1 and up.isalpha() else ch  # "ß".upper() is "SS"
+    return ""
+
+
 def initials(child: Child) -> str:
     """``Z.Q.`` — the most a notification may say about who the child is."""
-    return f"{child.forename[:1].upper()}.{child.surname[:1].upper()}."
+    return "".join(f"{i}." for i in (_initial(child.forename), _initial(child.surname)) if i)
 
 
 def match_key(surname: str, dob: date) -> str:

@@ -9,6 +9,7 @@ reasons. Nothing is dropped: ``IntakeReport.received`` equals the sum of the oth
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -90,24 +91,36 @@ class IntakeReport:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` for each non-blank line; undecodable bytes are kept as U+FFFD."""
+    """``(line number, text)`` for each non-blank line; undecodable bytes are kept as U+FFFD,
+    and a byte-order mark at the start of the file (as Windows tools write) is dropped."""
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
-            text = raw.decode("utf-8", errors="replace").strip()
+            text = raw.decode("utf-8-sig" if n == 1 else "utf-8", errors="replace").strip()
             if text:
                 yield n, text
 
 
+# Neither database keeps these in a text column (PostgreSQL refuses NUL; lone surrogates
+# cannot be encoded): a quarantined record must still be stored, so they become U+FFFD, as
+# undecodable bytes in a file already do.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def _quarantine(session: Session, source: str, line_no: int | None, raw: str,
                 reasons: list[str], ref: str | None) -> None:
-    session.add(QuarantinedRecord(source=source, line_no=line_no, raw=raw, reasons=reasons,
-                                  mendix_reference=ref[:40] if ref else None))
+    session.add(QuarantinedRecord(source=_storable(source)[:200], line_no=line_no,
+                                  raw=_storable(raw), reasons=[_storable(r) for r in reasons],
+                                  mendix_reference=_storable(ref)[:40] if ref else None))
 
 
 def _loose_reference(raw: str) -> str | None:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     ref = data.get("mendix_reference") if isinstance(data, dict) else None
     return ref if isinstance(ref, str) else None
@@ -378,9 +391,12 @@ def ingest_records(records: Iterable[tuple[int | None, str]], *, source: str,
     with session_scope(cfg.db_url) as session:
         for line_no, raw in records:
             report.received += 1
+            # Counted only once the savepoint is committed: a record the database refuses
+            # at commit is quarantined, not counted twice.
+            outcome = IntakeReport()
             nested = session.begin_nested()
             try:
-                _ingest_one(session, source, line_no, raw, cfg, report)
+                _ingest_one(session, source, line_no, raw, cfg, outcome)
                 nested.commit()
             except Exception as exc:  # noqa: BLE001 - keep the record, say what went wrong
                 nested.rollback()
@@ -388,6 +404,8 @@ def ingest_records(records: Iterable[tuple[int | None, str]], *, source: str,
                             [f"(record): could not be stored ({type(exc).__name__})"],
                             _loose_reference(raw))
                 report.quarantined += 1
+            else:
+                report.add(outcome)
     return report
 
 

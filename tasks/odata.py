@@ -3,6 +3,13 @@
 Paging follows ``@odata.nextLink`` (``$top``/``$skip``), filtered on a ``ChangedDate``
 watermark kept in the ``sourcestate`` table. The watermark moves only after the records are
 stored, so a crash re-reads a page (harmless: a known Mendix reference is an update).
+
+A feed that misbehaves ends in :class:`MendixFeedError`, never another exception: a page
+that is not OData (or nests deeper than the JSON parser allows), a ``nextLink`` that is not
+a URL, points at another server (the credentials go only to ``CME_MENDIX_BASE_URL``'s
+server) or repeats a page already read. A relative ``nextLink`` is read against the page
+that carried it. A ``ChangedDate`` later than the start of the read does not move the
+watermark past that moment, so one bad date cannot hide every later change.
 """
 
 from __future__ import annotations
@@ -74,35 +81,75 @@ async def fetch_mendix_changes(settings: Settings, *,
     if settings.mendix_username:
         pw = settings.mendix_password.get_secret_value() if settings.mendix_password else ""
         auth = httpx.BasicAuth(settings.mendix_username, pw)
-    url: str | None = settings.mendix_base_url.rstrip("/") + "/Referrals"
+    first = settings.mendix_base_url.rstrip("/") + "/Referrals"
+    try:
+        origin = _origin(httpx.URL(first))
+    except httpx.InvalidURL:
+        raise MendixFeedError("CME_MENDIX_BASE_URL is not a valid URL") from None
+    url: str | None = first
+    started = datetime.now(UTC)
     records: list[tuple[int | None, str]] = []
     newest: datetime | None = since
+    read: set[str] = set()
     async with httpx.AsyncClient(auth=auth, transport=transport, timeout=30.0) as client:
         pages = 0
         while url is not None:
             pages += 1
             if pages > MAX_PAGES:
                 raise MendixFeedError("the OData feed kept paging past the limit")
+            read.add(url)
             page = await _get_page(client, url, params if pages == 1 else None, sleep)
             for item in page["value"]:
                 if isinstance(item, dict):
                     changed = item.get("ChangedDate")
                     record = {k: v for k, v in item.items()
                               if k not in _ODATA_KEYS and not k.startswith("@")}
-                    if isinstance(changed, str):
-                        try:
-                            when = datetime.fromisoformat(changed.replace("Z", "+00:00"))
-                            if when.tzinfo is None:
-                                when = when.replace(tzinfo=UTC)
-                            newest = when if newest is None or when > newest else newest
-                        except ValueError:
-                            pass
+                    when = _changed_date(changed)
+                    if when is not None and (newest is None or when > newest):
+                        newest = when
                     records.append((None, json.dumps(record)))
                 else:
                     records.append((None, json.dumps(item)))
-            nxt = page.get("@odata.nextLink")
-            url = nxt if isinstance(nxt, str) and nxt else None
+            url = _next_url(url, page.get("@odata.nextLink"), origin, read)
+    if newest is not None and newest > started:
+        newest = started
     return records, newest
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+def _changed_date(value: object) -> datetime | None:
+    """An item's ``ChangedDate`` in UTC, or None if it is not a usable date-time."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _next_url(current: str, link: object, origin: tuple[str, str, int | None],
+              read: set[str]) -> str | None:
+    """The next page to read, or None at the end of the feed."""
+    if not isinstance(link, str) or not link:
+        return None
+    try:
+        nxt = httpx.URL(current).join(link).copy_with(fragment=None)
+    except httpx.InvalidURL:
+        raise MendixFeedError(
+            "the Mendix OData service sent an @odata.nextLink that is not a URL") from None
+    if _origin(nxt) != origin:
+        raise MendixFeedError("the Mendix OData service sent an @odata.nextLink to another "
+                              "server; not following it (CME_MENDIX_BASE_URL)")
+    if str(nxt) in read:
+        raise MendixFeedError(
+            "the Mendix OData service sent an @odata.nextLink to a page already read")
+    return str(nxt)
 
 
 async def _get_page(client: httpx.AsyncClient, url: str, params: dict[str, str] | None,
@@ -122,9 +169,12 @@ async def _get_page(client: httpx.AsyncClient, url: str, params: dict[str, str] 
     except httpx.TransportError as exc:
         raise MendixFeedError(
             f"cannot reach the Mendix OData service ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded
+        raise MendixFeedError(
+            f"cannot read the Mendix OData service ({type(exc).__name__})") from None
     try:
         body = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MendixFeedError("the Mendix OData service sent a page that is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise MendixFeedError("the Mendix OData service sent a page without a 'value' list")
