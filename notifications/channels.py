@@ -190,7 +190,9 @@ class FileChannel:
         data = _build_email(msg, self.mail_from).as_bytes()
         try:
             self.outbox_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.outbox_dir, prefix=".tmp-", suffix=".eml")
+            # Not named *.eml: a crash before the rename leaves this file behind, and whatever
+            # reads outbox/*.eml (a mail pickup folder) must not take it as a second copy.
+            fd, tmp = tempfile.mkstemp(dir=self.outbox_dir, prefix=".tmp-", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)

@@ -179,6 +179,13 @@ def _subject(r: Referral, c: Child, school: School) -> TraceSubject:
     )
 
 
+def _failed_poll(chk: Check) -> bool:
+    """A poll of a filed enquiry that failed (only polls carry the agency's reference on an
+    error): ask about the same enquiry again. Only a 4xx — the agency does not know the
+    reference — means the request must be filed (and the child's details sent) again."""
+    return chk.outcome is CheckOutcome.ERROR and not (chk.error_code or "").startswith("http_4")
+
+
 def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, run_id: str
                ) -> dict[str, Any]:
     res = o.result
@@ -246,7 +253,8 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
         to_submit, to_poll = [], []
         for r, c, sc in todo:
             prev = previous.get(r.id or 0)
-            if prev is not None and prev.outcome is CheckOutcome.PENDING and prev.agency_reference:
+            if prev is not None and prev.agency_reference and (
+                    prev.outcome is CheckOutcome.PENDING or _failed_poll(prev)):
                 to_poll.append(Enquiry(r.mendix_reference, prev.agency_reference))
             elif prev is not None and prev.outcome in (CheckOutcome.FOUND, CheckOutcome.NOT_FOUND):
                 # A formal request is answered once; carry the answer into this round
