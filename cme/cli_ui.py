@@ -81,6 +81,9 @@ class Stack:
     pids: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     scheduler: bool = True
+    #: More ``CME_*`` settings for the deploy, the import, the worker and its flow runs
+    #: (tests: e.g. credentials). May hold secrets: never printed, never saved.
+    extra_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     # -- addresses and paths ---------------------------------------------------------------
     @property
@@ -173,6 +176,7 @@ class Stack:
             "CME_MENDIX_USERNAME": world.mendix.username,
             "CME_MENDIX_PASSWORD": world.mendix.password,
         })
+        env.update(self.extra_env)
         return env
 
     def prefect_settings(self) -> dict[Any, Any]:
@@ -235,11 +239,15 @@ def start_stack(
     scheduler: bool = True,
     timeout: float = 180.0,
     out: Console | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Stack:
     """Bring the whole UI stack up and return it; on any failure stop what was started.
 
     ``scheduler=False`` leaves the deployments' schedules in place but tells the server not
-    to create scheduled runs (tests: nothing fires behind their back).
+    to create scheduled runs (tests: nothing fires behind their back). ``extra_env`` adds
+    settings for the flows (and the deploy and import), on top of the stack's own.
+    A world already in ``<home>/sandbox-world`` is used as it is (``children`` and ``seed``
+    only shape a world generated here).
     """
     out = out or console
     home = Path(home).resolve()
@@ -256,7 +264,7 @@ def start_stack(
     if port == sandbox_port:
         raise CmeError("--port and --sandbox-port must differ")
     stack = Stack(home=home, repo=_repo_root(repo), port=port, sandbox_port=sandbox_port,
-                  auth=auth, scheduler=scheduler)
+                  auth=auth, scheduler=scheduler, extra_env=dict(extra_env or {}))
     stack.logs.mkdir(exist_ok=True)
     stack.outbox.mkdir(exist_ok=True)
     deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ place personal data appears: a markdown artifact visible only to users of the Pr
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -215,10 +214,6 @@ async def close_case(
     return {"reference": reference, "status": "closed", "changed": True}
 
 
-def _slug(reference: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", reference.lower()).strip("-")
-
-
 def render_case_report(db_url: str, reference: str) -> str:
     """Markdown: the case with its timeline. Holds personal data — UI users only."""
     with Session(get_engine(db_url)) as s:
@@ -268,13 +263,16 @@ def render_case_report(db_url: str, reference: str) -> str:
 
 @flow(name="case-report", persist_result=False)
 async def case_report(reference: Reference) -> str:
-    """Publish the case and its timeline as a markdown artifact (personal data: UI only).
+    """Publish the case and its timeline as a markdown artifact (personal data: UI only),
+    on the run's Artifacts tab; returns the artifact's id.
 
     Args:
         reference: The case's Mendix reference, as on the referral (e.g. CME-2026-0042).
     """
     md = render_case_report(get_settings().database_url, reference)
-    key = f"case-report-{_slug(reference)}"
-    await acreate_markdown_artifact(key=key, markdown=md,
-                                    description=f"Case report {reference}")
-    return key
+    # No key, on purpose: the server copies a keyed artifact's data into the payload of a
+    # `prefect.artifact-collection.created/updated` event, and that copy would sit in the
+    # event feed (with its own retention) long after the artifact is gone.
+    artifact_id = await acreate_markdown_artifact(markdown=md,
+                                                  description=f"Case report {reference}")
+    return str(artifact_id)

@@ -102,6 +102,18 @@ def _dismiss_toasts(page: Any) -> None:
                 close.click(timeout=2_000)
 
 
+def _run_artifact(flow_run_id: UUID) -> Any:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+                any_=[flow_run_id])))
+    assert len(found) == 1, f"flow run {flow_run_id} has {len(found)} artifacts"
+    return found[0]
+
+
 def _latest_artifact(key: str) -> Any:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -115,28 +127,61 @@ def _latest_artifact(key: str) -> Any:
     return found[0]
 
 
+def _deployment_runs(deployment_id: UUID) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def _submitted_run(deployment_id: UUID, reference: str, earlier: set[UUID],
+                   wait_s: float = 60.0) -> UUID:
+    """The flow run the form created: this deployment's new run with this reference."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        runs = [r for r in _deployment_runs(deployment_id) if r.id not in earlier]
+        mine = [r for r in runs if r.parameters.get("reference") == reference]
+        if mine:
+            return mine[0].id
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the form's Submit created no trace-referral run for the typed reference "
+                f"within {wait_s:.0f} s ({len(runs)} other new runs of the deployment)")
+        time.sleep(0.5)
+
+
 def test_officer_runs_trace_referral_from_the_ui_and_it_completes(page: Any,
                                                                     ui_stack: Any) -> None:
     expect = sync_api.expect
     reference = references_by_scenario(ui_stack)["on_roll_other_la"][0]
 
     _open(page, ui_stack, "/deployments")
-    page.locator("a[href*='/deployments/deployment/']").filter(
-        has_text=re.compile(r"^\s*trace-referral\s*$")).first.click()
-    page.wait_for_url(re.compile(r"/deployments/deployment/"))
-    page.get_by_role("button", name="Run", exact=True).click()
-    page.get_by_text("Custom run", exact=True).click()
-    page.wait_for_url(re.compile(r"/run"))
-    run_name = page.get_by_text("Run Name", exact=True).locator(
-        "xpath=following::input[1]").input_value()
-    _type_parameter(page, "reference", reference)
-    _dismiss_toasts(page)
-    page.get_by_role("button", name="Submit", exact=True).click()
-
-    # Back on the deployment's page, the new run is listed (and toasted) by its name.
-    page.get_by_role("link", name=run_name, exact=True).first.click()
-    page.wait_for_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
-    flow_run_id = UUID(page.url.split("/runs/flow-run/", 1)[1][:36])
+    try:
+        page.locator("a[href*='/deployments/deployment/']").filter(
+            has_text=re.compile(r"^\s*trace-referral\s*$")).first.click()
+        page.wait_for_url(re.compile(r"/deployments/deployment/"))
+        deployment_id = UUID(page.url.split("/deployments/deployment/", 1)[1][:36])
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Custom run", exact=True).click()
+        page.wait_for_url(re.compile(r"/run"))
+        _type_parameter(page, "reference", reference)
+        _dismiss_toasts(page)
+        earlier = {r.id for r in _deployment_runs(deployment_id)}
+        page.get_by_role("button", name="Submit", exact=True).click()
+        # Submitting leaves the form for the deployment's page, where the new run is
+        # listed and toasted. Its link text is a generated name that the UI may replace
+        # after the form is read, so follow the run the server recorded for this
+        # deployment and reference instead, and open its page as the toast would.
+        page.wait_for_url(lambda url: not url.rstrip("/").endswith("/run"))
+        flow_run_id = _submitted_run(deployment_id, reference, earlier)
+        page.goto(f"{ui_stack.ui_url}/runs/flow-run/{flow_run_id}")
+    except Exception:
+        _screenshot(page, "browser-trace-referral-form")
+        raise
     try:
         # The run's own state badge, in the page header (task runs show states too).
         expect(page.get_by_role("banner").get_by_text("Completed", exact=True)).to_be_visible(
@@ -157,9 +202,9 @@ def test_case_report_markdown_renders_on_its_artifact_page(page: Any, ui_stack: 
     reference = references_by_scenario(ui_stack)["left_uk"][0]
     flow_run = run("case-report/case-report", {"reference": reference})
     assert flow_run.state.is_completed(), flow_run.state
-    key = f"case-report-{reference.lower()}"
-
-    _open(page, ui_stack, f"/artifacts/artifact/{_latest_artifact(key).id}")
+    # The report has no key (a keyed artifact's data is copied into the event feed): it is
+    # the run's artifact.
+    _open(page, ui_stack, f"/artifacts/artifact/{_run_artifact(flow_run.id).id}")
 
     expect(page.get_by_role("heading", name=f"Case {reference}", exact=True)).to_be_visible()
     for section in ("Timeline", "Checks", "Notifications"):
