@@ -34,6 +34,9 @@ def serve(
                                 help="Fault profile JSON."),
     port: int = typer.Option(8765, "--port", help="Port on 127.0.0.1."),
     today: str = typer.Option(None, "--today", help="World clock start (YYYY-MM-DD)."),
+    request_log: bool = typer.Option(True, "--request-log/--no-request-log",
+                                     help="Keep every request (GET /_sandbox/requests); "
+                                     "off for long load tests (counts are always kept)."),
 ) -> None:
     """Serve the sandbox on 127.0.0.1 (uvicorn)."""
     import datetime as dt
@@ -43,7 +46,8 @@ def serve(
     from sandbox import Sandbox, connector_env, load_faults, load_world
 
     w = load_world(world)
-    sb = Sandbox(w, load_faults(faults), today=dt.date.fromisoformat(today) if today else None)
+    sb = Sandbox(w, load_faults(faults), today=dt.date.fromisoformat(today) if today else None,
+                 log_requests=request_log)
     base = f"http://127.0.0.1:{port}"
     console = Console(stderr=True, soft_wrap=True)
     console.print(f"sandbox on {base} (today {sb.clock}); connector environment:")

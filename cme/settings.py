@@ -106,10 +106,20 @@ class Settings(BaseSettings):
         "it (the demo); when unset, connectors call the configured agencies.",
     )
     task_runner: Literal["thread", "dask"] = Field(
-        default="thread", description="Prefect task runner for the nightly flow."
+        default="thread", description="Prefect task runner for the nightly flow: `thread` "
+        "(a thread pool in the flow's process) or `dask` (prefect-dask's DaskTaskRunner)."
     )
     max_workers: int = Field(
-        default=4, ge=1, le=64, description="Worker threads of the thread task runner."
+        default=8, ge=1, le=64, description="Worker threads of the thread task runner (and "
+        "threads per Dask worker); at least enabled connectors + 1 keeps every agency busy."
+    )
+    dask_address: str | None = Field(
+        default=None, description="Address of a running Dask scheduler "
+        "(`tcp://host:8786`) for `CME_TASK_RUNNER=dask`; unset: a temporary LocalCluster."
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, le=64, description="Worker processes of the temporary Dask "
+        "LocalCluster."
     )
     retention_years: int = Field(
         default=6, ge=1, description="Years after closure before a closed case is anonymised."

@@ -6,6 +6,9 @@ import uuid
 from datetime import date
 from typing import Any
 
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from cme.errors import ConfigError
 from cme.settings import Settings, get_settings
 from tasks.dispatch import DispatchConfig
 from tasks.intake import IntakeConfig
@@ -64,3 +67,28 @@ def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
                    "template_ids": dict(s.notify_template_ids)}
     return DispatchConfig(db_url=s.database_url, channel=s.notification_channel,
                           channel_options=options)
+
+
+def task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
+    """The nightly flow's task runner, from ``CME_TASK_RUNNER``.
+
+    ``thread``: a bounded thread pool (``CME_MAX_WORKERS``). ``dask``: prefect-dask's
+    ``DaskTaskRunner``, on the scheduler at ``CME_DASK_ADDRESS`` or else on a temporary
+    ``LocalCluster`` of ``CME_DASK_WORKERS`` processes with ``CME_MAX_WORKERS`` threads each.
+    Tasks receive ids and plain config, so they run unchanged in another process.
+    """
+    s = settings or get_settings()
+    if s.task_runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ModuleNotFoundError as exc:
+            raise ConfigError("CME_TASK_RUNNER=dask needs prefect-dask: "
+                              "pip install 'cme-tracing[dask]'") from exc
+
+        if s.dask_address:
+            return DaskTaskRunner(address=s.dask_address)
+        return DaskTaskRunner(cluster_kwargs={
+            "n_workers": s.dask_workers, "threads_per_worker": s.max_workers,
+            "processes": True, "dashboard_address": None,
+        })
+    return ThreadPoolTaskRunner(max_workers=s.max_workers)

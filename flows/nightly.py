@@ -2,6 +2,13 @@
 dispatch, and publish a PII-free summary.
 
 Task runs per night: chunks × (connectors + 1) + 1 — O(chunks), not O(referrals).
+
+Each agency is a *lane*: its chunks go one after another (so its concurrency cap holds for
+the whole night, in any task runner), and the lanes run side by side, so a quick agency never
+waits for a slow one. A chunk is decided as soon as every agency has answered for it, while
+the lanes go on. The task runner is ``CME_TASK_RUNNER`` (read when this module is imported):
+with the thread pool the tracing tasks run in the flow's own event loop and decisions in the
+pool; with Dask every task is submitted to the cluster. Tasks receive ids and plain config.
 """
 
 from __future__ import annotations
@@ -13,16 +20,27 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cme.settings import get_settings
 from flows import _progress
-from flows._config import dispatch_config, trace_config
+from flows._config import dispatch_config, task_runner, trace_config
 from models import Notification, NotificationStatus, Referral, get_engine
 from policy import london_date
 from tasks.dispatch import dispatch_task
-from tasks.tracing import ChunkReport, DecideReport, chunked, decide_chunk, select_due, trace_chunk
+from tasks.tracing import (
+    ChunkReport,
+    DecideReport,
+    TraceConfig,
+    chunked,
+    decide_chunk,
+    select_due,
+    trace_chunk,
+)
 
 __all__ = ["nightly_tracing", "run_nightly"]
 
@@ -45,15 +63,7 @@ async def run_nightly(today: date | None = None, *, chunk_size: int | None = Non
                 len(cfg.connectors))
     _progress.report(total=len(ids), advance=0)
 
-    chunk_reports: list[ChunkReport] = []
-    decide_reports: list[DecideReport] = []
-    for n, chunk in enumerate(chunks):
-        reports = await asyncio.gather(
-            *(trace_chunk(name, chunk, cfg, chunk_no=n) for name in cfg.connectors)
-        )
-        chunk_reports.extend(reports)
-        decide_reports.append(decide_chunk(chunk, cfg, chunk_no=n))
-        _progress.report(advance=len(chunk))
+    chunk_reports, decide_reports = await _trace_and_decide(chunks, cfg)
 
     dispatched = await dispatch_task(dispatch_config(settings))
     summary = _summarise(cfg.db_url, today, len(ids), chunk_reports, decide_reports, dispatched)
@@ -62,6 +72,62 @@ async def run_nightly(today: date | None = None, *, chunk_size: int | None = Non
     logger.info("nightly run finished: %d decided, %d notifications sent",
                 summary["decided"], dispatched.get("sent", 0))
     return summary
+
+
+async def _outcome(future: PrefectFuture[Any]) -> Any:
+    """Wait for a submitted task without blocking the flow's event loop; its result."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object) -> None:
+        loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+    future.add_done_callback(wake)
+    await done
+    return await asyncio.to_thread(future.result)
+
+
+def _runs_in_this_process() -> bool:
+    """True when the flow's task runner is a thread pool in this process.
+
+    Then the tracing tasks run in the flow's own event loop: one loop for every agency's HTTP
+    cost the same CPU as a loop per pool thread (README, "Performance") with fewer threads
+    taking turns at the GIL. With Dask they are submitted and run wherever the cluster puts
+    them. Decisions are always submitted.
+    """
+    ctx = FlowRunContext.get()
+    return ctx is None or isinstance(ctx.task_runner, ThreadPoolTaskRunner)
+
+
+async def _trace_and_decide(chunks: list[list[int]], cfg: TraceConfig
+                            ) -> tuple[list[ChunkReport], list[DecideReport]]:
+    waiting = [len(cfg.connectors)] * len(chunks)
+    decisions: dict[int, PrefectFuture[DecideReport]] = {}
+
+    def answered(n: int) -> None:
+        waiting[n] -= 1
+        if waiting[n] <= 0:
+            decisions[n] = decide_chunk.submit(chunks[n], cfg, chunk_no=n)
+            _progress.report(advance=len(chunks[n]))
+
+    inline = _runs_in_this_process()
+
+    async def lane(name: str) -> list[ChunkReport]:
+        reports = []
+        for n, chunk in enumerate(chunks):
+            if inline:
+                reports.append(await trace_chunk(name, chunk, cfg, chunk_no=n))
+            else:
+                reports.append(await _outcome(trace_chunk.submit(name, chunk, cfg, chunk_no=n)))
+            answered(n)
+        return reports
+
+    if not cfg.connectors:  # nothing to ask: every chunk goes straight to its decision
+        for n in range(len(chunks)):
+            answered(n)
+    lanes = await asyncio.gather(*(lane(name) for name in cfg.connectors))
+    decided = [await _outcome(decisions[n]) for n in sorted(decisions)]
+    return [r for reports in lanes for r in reports], decided
 
 
 def _summarise(db_url: str, today: date, selected: int, chunks: list[ChunkReport],
@@ -124,7 +190,8 @@ async def _publish(summary: dict[str, Any]) -> None:
     )
 
 
-@flow(name="nightly-tracing", log_prints=False, persist_result=False)
+@flow(name="nightly-tracing", log_prints=False, persist_result=False,
+      task_runner=task_runner())
 async def nightly_tracing(today: date | None = None, chunk_size: int | None = None
                           ) -> dict[str, Any]:
     """Trace every referral that is due: ask each enabled agency, record the answers,

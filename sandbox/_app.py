@@ -15,6 +15,7 @@ import json
 import random
 import re
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -67,7 +68,8 @@ class SeenRequest:
 class Sandbox:
     """The simulated outside world: ``Sandbox(world, faults, today=...)``; ``.app`` is ASGI.
 
-    ``seen`` logs every agency request (path, query, JSON body fields and values);
+    ``seen`` logs every agency request (path, query, JSON body fields and values) unless
+    ``log_requests`` is false (a long load test); ``counts`` always counts them per agency;
     ``today`` is the world clock deferred answers are measured against (``advance(days)``).
     """
 
@@ -75,6 +77,8 @@ class Sandbox:
     faults: FaultProfile = field(default_factory=FaultProfile)
     today: date | None = None
     seen: list[SeenRequest] = field(default_factory=list)
+    log_requests: bool = True
+    counts: Counter[str] = field(default_factory=Counter)
     app: FastAPI = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,10 +89,15 @@ class Sandbox:
         self._by_id = {c.id: c for c in self.world.children}
         self._by_upn = {c.upn.upper(): c for c in self.world.children if c.upn}
         self._by_name: dict[tuple[str, str, str], list[WorldChild]] = {}
-        for c in self.world.children:
+        # housing matches on a family name: index children by surname and parent's surname
+        # (in world order), so a search costs its candidates, not the whole world
+        self._by_family: dict[str, list[tuple[int, WorldChild]]] = {}
+        for n, c in enumerate(self.world.children):
             for surname in [c.surname, *c.former_surnames]:
                 key = (_norm(c.forename), _norm(surname), c.dob.isoformat())
                 self._by_name.setdefault(key, []).append(c)
+            for family in {_norm(c.surname), _norm(c.parent_surname)} - {""}:
+                self._by_family.setdefault(family, []).append((n, c))
         self._referrals: dict[str, dict[str, Any]] = {}
         for rec in self.world.referrals:
             self.upsert_referral(rec)
@@ -139,10 +148,9 @@ class Sandbox:
         """Housing: surname or parent's surname, plus postcode or first address line."""
         names = {_norm(body.get("surname")), _norm(body.get("parent_surname"))} - {""}
         pc, line = _norm(body.get("postcode")), _norm(body.get("address_line"))
+        candidates = dict(pair for name in names for pair in self._by_family.get(name, ()))
         out = []
-        for c in self.world.children:
-            if not ({_norm(c.surname), _norm(c.parent_surname)} & names):
-                continue
+        for _, c in sorted(candidates.items(), key=lambda kv: kv[0]):
             if (pc and pc == _norm(c.postcode)) or (line and line == _norm(c.address_line)):
                 out.append(c)
         return out
@@ -377,6 +385,11 @@ def build_app(sb: Sandbox) -> FastAPI:  # noqa: C901 - one route table
     @app.delete("/_sandbox/requests", tags=["control"], status_code=204)
     async def clear() -> None:
         sb.seen.clear()
+        sb.counts.clear()
+
+    @app.get("/_sandbox/counts", tags=["control"])
+    async def counts() -> dict[str, int]:
+        return dict(sb.counts)
 
     @app.get("/_sandbox/today", tags=["control"])
     async def get_today() -> dict[str, str]:
@@ -502,6 +515,9 @@ class FaultsAndLog:
         return [(b"retry-after", value.encode())]
 
     def _record(self, agency: str, scope: Scope, body: bytes) -> None:
+        self.sb.counts[agency] += 1
+        if not self.sb.log_requests:
+            return
         fields: dict[str, Any] = {}
         if body:
             try:
