@@ -153,6 +153,17 @@ class _Gen:
         return self.today - timedelta(days=days)
 
 
+#: Schools a world of any size draws from: about one per 15 children, at most
+#: MAX_SCHOOLS (a county has some 500). The DfE establishment numbers the generator draws
+#: from hold 700 secondary and 1,700 primary schools, so an uncapped count would run out of
+#: them — a world of 50,000 children never finished generating.
+MAX_SCHOOLS = 800
+
+
+def school_count(children: int) -> int:
+    return min(max(12, children // 15), MAX_SCHOOLS)
+
+
 def _scenarios(n: int, rng: random.Random) -> list[str]:
     names = list(SCENARIOS)
     base = names[:] if n >= len(names) else []
@@ -173,7 +184,7 @@ def generate_world(
     """
     g = _Gen(seed, today)
     r = g.rng
-    schools = g.schools(max(12, children // 15))
+    schools = g.schools(school_count(children))
     scenarios = _scenarios(children, r)
     kids: list[WorldChild] = []
     referrals: list[dict[str, Any]] = []

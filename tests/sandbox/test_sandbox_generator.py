@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -61,3 +62,15 @@ def test_example_world_and_schemas_are_valid_and_current() -> None:
     World.model_validate_json((root / "example.json").read_text())
     schema = json.loads((root / "world.schema.json").read_text())
     assert schema == json.loads(json.dumps(World.model_json_schema()))
+
+
+def test_a_national_scale_world_has_enough_distinct_schools_to_draw_from() -> None:
+    # 50,000 children once asked for 3,333 schools from 2,400 establishment numbers, and
+    # the generator looped for ever looking for a free one.
+    from sandbox._generator import MAX_SCHOOLS, _Gen, school_count
+
+    assert school_count(200) == 13 and school_count(10_000) == 666
+    assert school_count(50_000) == MAX_SCHOOLS
+    schools = _Gen(7, date(2026, 3, 2)).schools(school_count(50_000))
+    assert len({s.estab for s in schools}) == len(schools) == MAX_SCHOOLS
+    assert len({s.urn for s in schools}) == MAX_SCHOOLS
