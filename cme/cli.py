@@ -38,8 +38,14 @@ def settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         first = exc.errors(include_input=False)[0]
-        name = "CME_" + str(first["loc"][0]).upper() if first["loc"] else "CME_*"
+        if not first["loc"]:  # a check across settings, e.g. a Prefect Secret block
+            raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
+        name = "CME_" + str(first["loc"][0]).upper()
         raise ConfigError(f"setting {name} is invalid: {first['msg']}") from None
+
+
+_OWN_LOGGERS = ("cme", "connectors", "flows", "tasks", "models", "notifications", "policy",
+                "sandbox")
 
 
 @app.callback()
@@ -47,7 +53,12 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    logging.basicConfig(level=logging.WARNING)
+    if debug:
+        # Our own modules only: at DEBUG, third-party clients print credentials (the
+        # websockets client logs the Prefect API's auth string when a Secret block is read).
+        for name in _OWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 @app.command("version")

@@ -240,12 +240,15 @@ def start_stack(
     timeout: float = 180.0,
     out: Console | None = None,
     extra_env: Mapping[str, str] | None = None,
+    secret_blocks: Mapping[str, str] | None = None,
 ) -> Stack:
     """Bring the whole UI stack up and return it; on any failure stop what was started.
 
     ``scheduler=False`` leaves the deployments' schedules in place but tells the server not
     to create scheduled runs (tests: nothing fires behind their back). ``extra_env`` adds
     settings for the flows (and the deploy and import), on top of the stack's own.
+    ``secret_blocks`` (block name → value) are saved as Prefect Secret blocks as soon as the
+    server is up, for settings in ``extra_env`` that name them (``prefect-secret:<name>``).
     A world already in ``<home>/sandbox-world`` is used as it is (``children`` and ``seed``
     only shape a world generated here).
     """
@@ -273,6 +276,9 @@ def start_stack(
             _spawn(stack, "server", [_exe("prefect"), "server", "start", "--host", "127.0.0.1",
                                      "--port", str(port)], stack.server_env())
             _wait_http(stack, "server", f"{stack.api_url}/health", deadline)
+        if secret_blocks:
+            with _step(out, f"Secret blocks ({len(secret_blocks)})"):
+                _save_secret_blocks(stack, secret_blocks)
         with _step(out, "Synthetic world"):
             _ensure_world(stack, children, seed)
         with _step(out, f"Sandbox agencies on {stack.sandbox_url}"):
@@ -361,6 +367,15 @@ def _ensure_pool(stack: Stack, deadline: float) -> None:
                        f"pool {POOL} (a wrong --auth?)")
     _run(stack, "work-pool", [_exe("prefect"), "work-pool", "create", POOL, "--type", "process"],
          stack.client_env(), deadline)
+
+
+def _save_secret_blocks(stack: Stack, blocks: Mapping[str, str]) -> None:
+    from prefect.blocks.system import Secret
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates=stack.prefect_settings()):
+        for name, value in blocks.items():
+            Secret(value=value).save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]
 
 
 def _seed_database(stack: Stack, deadline: float) -> None:

@@ -7,10 +7,12 @@ from typing import ClassVar
 
 import httpx
 
+from cme.secrets import reveal
+
 from ._errors import PermanentError
 from ._models import QUERY_FIELDS, Query, Result
 from ._resilience import AgencyHTTP, CircuitBreaker, RateLimiter
-from ._settings import ConnectorSettings
+from ._settings import ConnectorSettings, env_prefix
 
 __all__ = ["CONTRACT_VERSION", "Connector"]
 
@@ -89,8 +91,11 @@ class Connector(ABC):
         return base.rstrip("/") + "/" + path.lstrip("/")
 
     def auth_headers(self) -> dict[str, str]:
-        key = self.settings.api_key
-        return {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        """``Authorization: Bearer <CME_<NAME>_API_KEY>`` if a key is set (the key may name a
+        Prefect Secret block, ``prefect-secret:<block>``: see ``cme/secrets.py``). Raises
+        :class:`cme.secrets.SecretBlockError` if that block cannot be read."""
+        key = reveal(self.settings.api_key, setting=f"{env_prefix(self.name)}API_KEY")
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     # the work ---------------------------------------------------------------------------
 

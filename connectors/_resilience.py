@@ -209,6 +209,9 @@ class AgencyChannel:
     sleep: Sleep = asyncio.sleep
     now: WallClock = field(default=lambda: datetime.now(UTC))
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Set when the channel cannot be used at all (its credentials could not be read): every
+    # request fails at once with this permanent error, so each check records it.
+    refusal: tuple[str, str] | None = None
     rng: random.Random = field(default_factory=random.Random)
     _queue: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = field(
         init=False, default_factory=deque)
@@ -285,8 +288,11 @@ class AgencyHTTP:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
     ) -> AgencyResponse:
-        self._check_url(url)
         ch = self._ch
+        if ch.refusal is not None:
+            message, code = ch.refusal
+            raise PermanentError(message, code=code)
+        self._check_url(url)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(ch.policy.max_attempts),
             wait=self._wait,

@@ -20,6 +20,8 @@ from typing import Literal, NamedTuple
 import httpx
 from pydantic import ValidationError
 
+from cme.secrets import SecretBlockError
+
 from ._contract import Connector
 from ._errors import ConnectorError
 from ._models import CheckOutcome, Query, Result, TraceSubject
@@ -91,6 +93,11 @@ async def _channel(
     now: Callable[[], datetime] | None,
 ) -> AsyncIterator[AgencyChannel]:
     s = connector.settings
+    refusal: tuple[str, str] | None = None
+    try:
+        headers = connector.auth_headers()
+    except SecretBlockError as exc:  # the message names the setting and block, no secret
+        headers, refusal = {}, (str(exc), "credentials_unavailable")
     owned = client is None
     http_client = client if client is not None else make_client(connector, transport=transport)
     try:
@@ -108,7 +115,8 @@ async def _channel(
             attempt_deadline=s.timeout + s.connect_timeout,
             sleep=sleep,
             now=now or (lambda: datetime.now(UTC)),
-            headers=connector.auth_headers(),
+            headers=headers,
+            refusal=refusal,
         )
     finally:
         if owned:

@@ -49,6 +49,7 @@ import httpx
 import jwt
 from pydantic import SecretStr
 
+from cme.secrets import reveal
 from models.enums import NotificationChannel, Template
 from notifications.errors import (
     OutcomeUnknownError,
@@ -239,7 +240,10 @@ class SmtpChannel:
         self.host = host
         self.port = port
         self.username = username
-        self._password = SecretStr(password) if isinstance(password, str) else password
+        # The password may name a Prefect Secret block (`prefect-secret:<block>`): read now.
+        secret = SecretStr(password) if isinstance(password, str) else password
+        text = reveal(secret, setting="CME_SMTP_PASSWORD")
+        self._password = SecretStr(text) if text is not None else None
         self.starttls = starttls
         self.mail_from = mail_from
         self.timeout = timeout
@@ -367,7 +371,9 @@ class NotifyChannel:
         timeout: float = 15.0,
     ) -> None:
         secret = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        match = _NOTIFY_KEY.fullmatch(secret.get_secret_value().strip())
+        # The key may name a Prefect Secret block (`prefect-secret:<block>`): read it now.
+        match = _NOTIFY_KEY.fullmatch(
+            (reveal(secret, setting="CME_NOTIFY_API_KEY") or "").strip())
         if match is None:
             raise ValueError(
                 "notify: the API key is not in the form {key_name}-{service_id}-{secret_key}"

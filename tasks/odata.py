@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from cme.errors import CmeError
+from cme.secrets import SecretBlockError, reveal
 from cme.settings import Settings
 from models import SourceState, session_scope
 
@@ -79,7 +80,10 @@ async def fetch_mendix_changes(settings: Settings, *,
         params["$filter"] = f"ChangedDate gt {since.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
     auth = None
     if settings.mendix_username:
-        pw = settings.mendix_password.get_secret_value() if settings.mendix_password else ""
+        try:  # the password may name a Prefect Secret block (cme/secrets.py)
+            pw = reveal(settings.mendix_password, setting="CME_MENDIX_PASSWORD") or ""
+        except SecretBlockError as exc:
+            raise MendixFeedError(str(exc)) from None
         auth = httpx.BasicAuth(settings.mendix_username, pw)
     first = settings.mendix_base_url.rstrip("/") + "/Referrals"
     try:

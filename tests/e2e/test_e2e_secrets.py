@@ -1,7 +1,9 @@
 """Credentials stay secret on the UI path, and the API keeps its data behind basic auth.
 
-A real stack whose flows get canary credentials from their settings: an API key for every
-agency connector (``CME_<NAME>_API_KEY``, sent to the sandbox agencies as a bearer token),
+A real stack whose flows get canary credentials from their settings (the housing key, the
+Notify key and the Mendix password by way of Prefect Secret blocks on the stack's server,
+the rest from the worker's environment): an API key for every agency connector
+(``CME_<NAME>_API_KEY``, sent to the sandbox agencies as a bearer token),
 a GOV.UK Notify key with the ``notify`` channel pointed at a fake Notify that echoes the
 ``Authorization`` header back in its error bodies, an SMTP password, the Mendix feed's
 password, and the Prefect API's auth string. After intake, a night, a failing run and a case
@@ -129,11 +131,19 @@ def _canary_secrets(auth: str) -> dict[str, str]:
     return out
 
 
+# These come from Prefect Secret blocks on the stack's server (`prefect-secret:<block>`);
+# the rest from the worker's environment. Both ways are searched for in every output.
+BLOCKS = {"housing_api_key": "cme-housing-api-key", "notify_api_key": "cme-notify-api-key",
+          "mendix_password": "cme-mendix-password"}
+
+
 def _settings_env(s: dict[str, str], notify_url: str) -> dict[str, str]:
     env = {f"CME_{name.upper()}_API_KEY": s[f"{name}_api_key"] for name in BUILTINS}
     env.update({
+        "CME_HOUSING_API_KEY": f"prefect-secret:{BLOCKS['housing_api_key']}",
+        "CME_MENDIX_PASSWORD": f"prefect-secret:{BLOCKS['mendix_password']}",
         "CME_NOTIFICATION_CHANNEL": "notify",
-        "CME_NOTIFY_API_KEY": s["notify_api_key"],
+        "CME_NOTIFY_API_KEY": f"prefect-secret:{BLOCKS['notify_api_key']}",
         "CME_NOTIFY_BASE_URL": notify_url,
         "CME_NOTIFY_TEMPLATE_IDS": json.dumps({t: str(uuid.uuid4()) for t in TEMPLATES}),
         "CME_SMTP_USERNAME": "cme-mailer",
@@ -174,7 +184,8 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretTrial]:
         sandbox_port = free_port()
     stack = start_stack(home, port=port, sandbox_port=sandbox_port, auth=auth,
                         scheduler=False, out=out,
-                        extra_env=_settings_env(canaries, notify.url))
+                        extra_env=_settings_env(canaries, notify.url),
+                        secret_blocks={block: canaries[key] for key, block in BLOCKS.items()})
     procs = dict(stack.procs)
     try:
         with temporary_settings(updates=stack.prefect_settings()):
@@ -219,12 +230,16 @@ def test_the_flows_used_the_canary_credentials(trial: SecretTrial) -> None:
     # The Mendix feed answers only to its canary password: the held-back referral came in.
     from sqlmodel import Session, select
 
-    from models import Referral, get_engine
+    from models import Check, Referral, get_engine
 
     with Session(get_engine(trial.stack.db_url)) as s:
         got = s.exec(select(Referral.mendix_reference).where(
             Referral.mendix_reference == trial.held_back[0])).all()
+        housing = s.exec(select(Check.error_code).where(Check.connector == "housing")).all()
     assert got, "the intake deployment did not read the Mendix feed"
+    # The housing key came from its Secret block in the worker's flow run: no check failed
+    # for want of it (an unreadable block makes every check `credentials_unavailable`).
+    assert housing and "credentials_unavailable" not in housing, housing
     # Notify was called with JWTs signed by the canary key (and echoed them back).
     import jwt
 
