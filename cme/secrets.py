@@ -9,7 +9,8 @@ to a Prefect Secret block::
 The block is read from the Prefect API the process is configured for (``PREFECT_API_URL``)
 at the moment the secret is used (a connector opening its channel, a notification channel
 being built, the Mendix feed being read), in whichever process uses it (the worker's flow
-run, a Dask worker, the CLI), and kept in that process's memory only. Settings that are not
+run, a Dask worker, the CLI), and kept in that process's memory only, for the life of the
+process (a rotated secret is read again by the next flow run's process). Settings that are not
 secrets never need the Prefect API: `cme cases` works without it. A block that cannot be read
 is an error naming the setting and the block, never a silent empty secret.
 
@@ -59,7 +60,8 @@ def load_secret_block(name: str, *, setting: str) -> str:
 
         # `_sync=True`: a plain call even inside a running event loop (a flow's task).
         block = cast("Secret[Any]", Secret.load(name, _sync=True))  # type: ignore[call-arg]
-        value = block.get()
+        # Not `block.get()`: it JSON-decodes the text ("12345678" → 12345678, '"x"' → x).
+        value = block.value.get_secret_value()
     except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
         raise SecretBlockError(
             f"{setting}: could not read the Prefect Secret block {name!r} "

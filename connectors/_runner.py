@@ -95,7 +95,9 @@ async def _channel(
     s = connector.settings
     refusal: tuple[str, str] | None = None
     try:
-        headers = connector.auth_headers()
+        # In a thread: a key held in a Prefect Secret block is read over the network with
+        # blocking retries, which must not stall the other agencies' requests on this loop.
+        headers = await asyncio.to_thread(connector.auth_headers)
     except SecretBlockError as exc:  # the message names the setting and block, no secret
         headers, refusal = {}, (str(exc), "credentials_unavailable")
     owned = client is None
@@ -304,6 +306,9 @@ async def check_health(
     """Run the connector's ``health`` probe; never raises."""
     async with _channel(connector, client, transport, sleep, None) as channel:
         http = AgencyHTTP(channel)
+        if channel.refusal is not None:  # even a probe that sends nothing must say so
+            message, code = channel.refusal
+            return HealthReport(connector.name, False, f"permanent/{code}: {message}", 0)
         try:
             detail = await connector.health(http)
             return HealthReport(connector.name, True, detail, http.calls)

@@ -3,14 +3,19 @@ been sent its acknowledgement."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 from sqlmodel import col, select
 
+from cme.secrets import SecretBlockError
 from models import CaseStatus, Notification, NotificationStatus, Referral, Template, session_scope
 from notifications import channel_from_config, dispatch_pending
 from tasks._common import event
@@ -55,7 +60,16 @@ async def dispatch_outbox(cfg: DispatchConfig) -> dict[str, int]:
     A batch that only skips rows (held by another dispatcher, lookup unavailable) ends the
     loop; rows retried later are not due again in this run, so the loop always ends.
     """
-    channel = channel_from_config(cfg.channel, **cfg.channel_options)
+    try:
+        # In a thread: a Notify key or SMTP password held in a Prefect Secret block is read
+        # over the network, with blocking retries.
+        channel = await asyncio.to_thread(channel_from_config, cfg.channel,
+                                          **cfg.channel_options)
+    except SecretBlockError as exc:
+        # Nothing can be sent: every row stays pending for the next dispatch, the rest of the
+        # flow goes on, and the run's log says why (the message names setting and block).
+        _logger().error("notifications not sent: %s", exc)
+        return {"channel_unavailable": 1, "acknowledged": mark_acknowledged(cfg.db_url)}
     counts: dict[str, int] = {}
     for _ in range(MAX_BATCHES):
         report = await dispatch_pending(cfg.db_url, channel, limit=BATCH)
@@ -66,6 +80,14 @@ async def dispatch_outbox(cfg: DispatchConfig) -> dict[str, int]:
             break
     counts["acknowledged"] = mark_acknowledged(cfg.db_url)
     return counts
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger (shown in the Prefect UI) inside a flow or task, else the module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 @task(name="dispatch-notifications", cache_policy=NO_CACHE, persist_result=False)

@@ -226,18 +226,60 @@ async def test_an_unreadable_block_fails_every_check_clearly_and_sends_nothing(
     assert not route.called and not health.ok
     block = reference.removeprefix("prefect-secret:")
     assert "CME_HOUSING_API_KEY" in health.detail and repr(block) in health.detail, health
+    # A connector whose probe sends nothing (DWP files formal requests) is not "ok" either.
+    monkeypatch.setenv("CME_DWP_API_KEY", reference)
+    [dwp] = load_enabled(["dwp"])
+    with _mock() as router:
+        route = router.route(host="agency.example").mock(return_value=httpx.Response(200))
+        health = await check_health(dwp)
+    assert not route.called and not health.ok and "CME_DWP_API_KEY" in health.detail, health
 
 
-def test_an_unreadable_notify_key_names_the_setting_and_the_block(
-        block_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_unreadable_notify_key_keeps_every_notification_pending_and_says_why(
+        block_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from sqlmodel import select
+
     from cme.secrets import SecretBlockError
-    from notifications import channel_from_config
+    from cme.settings import get_settings
+    from flows._config import dispatch_config
+    from models import (
+        Notification,
+        NotificationChannel,
+        NotificationStatus,
+        Template,
+        session_scope,
+    )
+    from models.migrate import upgrade
+    from notifications import channel_from_config, queue_notification
+    from tasks.dispatch import dispatch_outbox
 
     with pytest.raises(SecretBlockError) as info:
         channel_from_config("notify", api_key=SecretStr("prefect-secret:missing-notify-key"),
                             template_ids={"acknowledgement": "t-1"})
     message = str(info.value)
     assert "CME_NOTIFY_API_KEY" in message and "'missing-notify-key'" in message, message
+
+    monkeypatch.setenv("CME_NOTIFY_API_KEY", "prefect-secret:missing-notify-key")
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with session_scope(settings.database_url) as s:
+        for n in range(3):
+            queue_notification(
+                s, referral_id=None, template=Template.acknowledgement,
+                recipient="office@school.example.org",
+                personalisation={"reference": f"CME-2026-00000{n}", "initials": "Z.Q.",
+                                 "school_name": "Test School"},
+                channel=NotificationChannel.notify, idempotency_key=f"ack:missing:{n}")
+    caplog.set_level(logging.WARNING)
+    with _mock() as router:
+        route = router.route(host="notify.example").mock(return_value=httpx.Response(201))
+        counts = await dispatch_outbox(dispatch_config(settings))
+    assert not route.called and counts.get("channel_unavailable") == 1, counts
+    with session_scope(settings.database_url) as s:
+        statuses = {n.status for n in s.exec(select(Notification)).all()}
+    assert statuses == {NotificationStatus.pending}, statuses  # all kept for next time
+    assert "CME_NOTIFY_API_KEY" in caplog.text and "missing-notify-key" in caplog.text
 
 
 async def test_an_smtp_password_from_a_block_logs_in(
@@ -253,7 +295,8 @@ async def test_an_smtp_password_from_a_block_logs_in(
     from notifications.channels import OutgoingMessage
 
     name = f"smtp-pw-{secrets.token_hex(4)}"
-    password = f"cnryblocksmtp-{secrets.token_hex(4)}"
+    # All digits: Secret.get() would JSON-decode it into an int; the text must arrive as is.
+    password = "9" + "".join(str(secrets.randbelow(10)) for _ in range(11))
     await Secret(value=password).save(name, overwrite=True)  # async test: save is awaited
     _load_once.cache_clear()
     received: list[bytes] = []
