@@ -444,12 +444,17 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def row(n: int, db: str, runner: str, traced: int, baseline: dict[str, Any],
         pipe: dict[str, Any], latency_ms: float, concurrency: int) -> dict[str, Any]:
-    bound = physical_bound(baseline["requests"], latency_ms, concurrency)
     wall = pipe["wall_s"]
+    if baseline.get("skipped"):
+        # --skip-baseline: no reference run; the bound comes from the pipeline's own requests.
+        baseline = {"wall_s": None, "requests": pipe["served"], "served": None,
+                    "cpu_s": None, "agencies_cpu_s": None}
+    bound = physical_bound(baseline["requests"], latency_ms, concurrency)
+    b_wall, b_cpu = baseline["wall_s"], baseline["cpu_s"]
     return {
         "n": n, "db": db, "runner": runner, "traced": traced,
         "baseline_s": baseline["wall_s"], "pipeline_s": wall, "bound_s": bound,
-        "pipeline_over_baseline": wall / baseline["wall_s"],
+        "pipeline_over_baseline": wall / b_wall if b_wall else None,
         "pipeline_over_bound": wall / bound,
         "peak_rss_mb": pipe["peak_rss_mb"], "children_peak_rss_mb": pipe["children_peak_rss_mb"],
         "task_runs": pipe["task_runs"],
@@ -458,7 +463,8 @@ def row(n: int, db: str, runner: str, traced: int, baseline: dict[str, Any],
         "notifications_queued": pipe["notifications_queued"],
         "trace_referral_flow_s": (pipe.get("trace_referral") or {}).get("flow_time_s"),
         "requests_baseline": baseline["served"], "requests_pipeline": pipe["served"],
-        "same_requests": baseline["served"] == pipe["served"],
+        "same_requests": (baseline["served"] == pipe["served"]
+                          if baseline["served"] is not None else None),
         "flow_time_s": pipe.get("flow_time_s"),
         # CPU seconds, less disturbed than wall time when the machine is shared
         "baseline_cpu_s": {"client": baseline["cpu_s"], "agencies": baseline["agencies_cpu_s"]},
@@ -467,7 +473,7 @@ def row(n: int, db: str, runner: str, traced: int, baseline: dict[str, Any],
                            "prefect_server": pipe["prefect_server_cpu_s"]},
         "cpu_ratio": (pipe["cpu_s"] + pipe["children_cpu_s"] + pipe["agencies_cpu_s"]
                       + pipe["prefect_server_cpu_s"])
-        / (baseline["cpu_s"] + baseline["agencies_cpu_s"]),
+        / (b_cpu + baseline["agencies_cpu_s"]) if b_cpu is not None else None,
     }
 
 
@@ -481,6 +487,19 @@ def processes() -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+def write_results(out: Path, stamp: str, rows: list[dict[str, Any]],
+                  details: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Write ``nightly-<stamp>.json`` and ``.md`` (what has been measured so far)."""
+    meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    table = markdown(rows, meta)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"nightly-{stamp}.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "details": details}, indent=1, default=str),
+        encoding="utf-8")
+    (out / f"nightly-{stamp}.md").write_text(table, encoding="utf-8")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -500,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-transport", choices=("httpx", "aiohttp"), default="httpx")
     ap.add_argument("--profile", choices=("pyinstrument", "py-spy"), default=None,
                     help="profile the flow process (first runner only)")
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="measure the pipeline only (ratios to the baseline left blank)")
     ap.add_argument("--out", type=Path, default=BENCH / "results")
     args = ap.parse_args(argv)
 
@@ -534,10 +555,13 @@ def main(argv: list[str] | None = None) -> int:
             job = work / f"n{n}" / "baseline-job.json"
             job.write_text(json.dumps({"subjects": subjects, "urls": urls,
                                        "concurrency": args.concurrency}), encoding="utf-8")
-            print(f"N = {n:,}: baseline ...", flush=True)
-            baseline = run_baseline(job, args.baseline_transport, bases)
-            print(f"  baseline {baseline['wall_s']:.1f} s, requests {baseline['requests']}",
-                  flush=True)
+            if args.skip_baseline:
+                baseline: dict[str, Any] = {"skipped": True}
+            else:
+                print(f"N = {n:,}: baseline ...", flush=True)
+                baseline = run_baseline(job, args.baseline_transport, bases)
+                print(f"  baseline {baseline['wall_s']:.1f} s, requests "
+                      f"{baseline['requests']}", flush=True)
             for db in dbs:
                 for i, runner in enumerate(runners):
                     run_dir = work / f"n{n}" / f"{db}-{runner}"
@@ -557,23 +581,20 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(r)
                     details.append({"n": n, "db": db, "runner": runner, "baseline": baseline,
                                     "pipeline": pipe})
-                    print(f"  pipeline {r['pipeline_s']:.1f} s = {r['pipeline_over_baseline']:.2f}"
-                          f" × baseline, {r['pipeline_over_bound']:.2f} × bound; RSS "
+                    print(f"  pipeline {r['pipeline_s']:.1f} s = "
+                          f"{_fmt(r['pipeline_over_baseline'], 2)} × baseline, "
+                          f"{r['pipeline_over_bound']:.2f} × bound; RSS "
                           f"{r['peak_rss_mb']:.0f} MB; {r['task_runs']} task runs; same "
                           f"requests: {r['same_requests']}", flush=True)
+                    # After every run, so an interrupted --scale keeps what it measured.
+                    write_results(args.out, stamp, rows, details, meta)
                     if db == "sqlite":
                         for suffix in ("", "-wal", "-shm"):  # keep results/ small
                             Path(f"{run_dir / 'cme.db'}{suffix}").unlink(missing_ok=True)
                         shutil.rmtree(run_dir / "outbox", ignore_errors=True)
             for proc in [p for p in procs.procs if p not in agency_procs_before]:
                 procs.stop(proc)
-    meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    table = markdown(rows, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"nightly-{stamp}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows, "details": details}, indent=1, default=str),
-        encoding="utf-8")
-    (args.out / f"nightly-{stamp}.md").write_text(table, encoding="utf-8")
+    table = write_results(args.out, stamp, rows, details, meta)
     print()
     print(table)
     print(f"written: {args.out / f'nightly-{stamp}.json'} and .md")

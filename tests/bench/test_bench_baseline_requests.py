@@ -58,3 +58,35 @@ def test_cme_bench_nightly_passes_its_options_to_the_script() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "--scale" in out.stdout and "--postgres" in out.stdout
+
+
+def _pipe(served: dict[str, int]) -> dict[str, object]:
+    return {"wall_s": 100.0, "served": served, "peak_rss_mb": 170.0,
+            "children_peak_rss_mb": 0.0, "task_runs": 7, "checks_written": 500,
+            "notifications_queued": 3, "cpu_s": 80.0, "children_cpu_s": 0.0,
+            "agencies_cpu_s": 40.0, "prefect_server_cpu_s": 5.0}
+
+
+def test_a_row_compares_the_pipeline_with_the_baseline_and_the_bound() -> None:
+    nightly = _load("nightly")
+    served = {"housing": 1100, "lpd": 100}
+    baseline = {"wall_s": 80.0, "requests": served, "served": served, "cpu_s": 60.0,
+                "agencies_cpu_s": 40.0}
+    r = nightly.row(100, "sqlite", "thread", 100, baseline, _pipe(served), 50.0, 20)
+    assert r["bound_s"] == 1100 * 0.05 / 20  # the busiest agency's requests × L / C
+    assert r["pipeline_over_baseline"] == 100.0 / 80.0 and r["same_requests"] is True
+    assert r["cpu_ratio"] == (80 + 40 + 5) / (60 + 40)
+
+
+def test_a_row_without_a_baseline_leaves_its_ratios_blank_and_still_has_the_bound() -> None:
+    """--skip-baseline (a long N measured for the pipeline alone): nothing is made up."""
+    nightly = _load("nightly")
+    served = {"housing": 1100, "lpd": 100}
+    r = nightly.row(100, "sqlite", "thread", 100, {"skipped": True}, _pipe(served), 50.0, 20)
+    assert r["baseline_s"] is None and r["pipeline_over_baseline"] is None
+    assert r["cpu_ratio"] is None and r["same_requests"] is None
+    assert r["bound_s"] == 1100 * 0.05 / 20 and r["pipeline_over_bound"] == 100.0 / 2.75
+    table = nightly.markdown([r], {"latency_ms": 50.0, "concurrency": 20,
+                                   "baseline_transport": "httpx", "loadavg_before": "0",
+                                   "loadavg_after": "0", "cpus": 2, "started": "now"})
+    assert "| — | 100.0 | 2.8 | — |" in table, table
