@@ -38,9 +38,7 @@ def settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         first = exc.errors(include_input=False)[0]
-        if not first["loc"]:  # a check across several settings: no one field to name
-            raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
-        name = "CME_" + str(first["loc"][0]).upper()
+        name = "CME_" + str(first["loc"][0]).upper() if first["loc"] else "CME_*"
         raise ConfigError(f"setting {name} is invalid: {first['msg']}") from None
 
 
