@@ -99,7 +99,10 @@ def make_upn(n: int) -> str:
 
 
 def wrong_check_letter(upn: str) -> str:
-    return next(c for c in UPN_ALPHABET if c != upn[0]) + upn[1:]
+    # Intake upper-cases a UPN before checking it, so the wrong letter must differ from the
+    # right one in upper case: "a850..." must not become "A850...", which is valid.
+    upn = upn.strip()
+    return next(c for c in UPN_ALPHABET if c != upn[0].upper()) + upn[1:]
 
 
 def child_identity(n: int) -> dict[str, Any]:
