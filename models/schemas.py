@@ -42,7 +42,7 @@ class _Edge(BaseModel):
 
 
 class SchoolAction(StrEnum):
-    """The enquiries DOMAIN.md expects a school to have made before referring."""
+    """The enquiries the guidance (Hampshire) expects a school to have made before referring."""
 
     phone_parents = "phone_parents"
     email_letter_or_visit = "email_letter_or_visit"
@@ -51,9 +51,10 @@ class SchoolAction(StrEnum):
     contact_agencies = "contact_agencies"
 
 
-#: Convention (DOMAIN.md, "What a school must have done"): a referral missing any of these
-#: is accepted but flagged, and the school is told what is missing. ``contact_agencies`` is
-#: only expected where relevant (e.g. a service child), so it is not required in general.
+#: Convention (Hampshire's guidance for schools: what a school must do before it refers): a
+#: referral missing any of these is accepted but flagged, and the school is told what is
+#: missing. ``contact_agencies`` is only expected where relevant (e.g. a service child), so it
+#: is not required in general.
 REQUIRED_SCHOOL_ACTIONS: tuple[SchoolAction, ...] = (
     SchoolAction.phone_parents,
     SchoolAction.email_letter_or_visit,

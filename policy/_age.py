@@ -1,7 +1,8 @@
 """Compulsory school age and year groups.
 
-Encodes DOMAIN.md, *Rules as numbers*: "compulsory school age starts", "compulsory school age
-ends" and "year group". A 29 February birthday falls on 1 March in non-leap years (issue 3).
+Encodes docs/guidance.md, *Compulsory school age* and *Year group*: when compulsory school age
+starts and ends, and the year group. A 29 February birthday falls on 1 March in non-leap
+years (issue 3).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _last_friday_of_june(year: int) -> date:
 def compulsory_school_age(dob: date) -> tuple[date, date]:
     """Return the first and last day of compulsory school age for a child born on ``dob``.
 
-    DOMAIN.md, Rules as numbers:
+    docs/guidance.md, Compulsory school age / Year group:
 
     - "compulsory school age starts | the first of 31 Dec, 31 Mar, 31 Aug falling on or after
       the 5th birthday";
@@ -62,7 +63,7 @@ def compulsory_school_age(dob: date) -> tuple[date, date]:
 def is_compulsory_school_age(dob: date, on: date) -> bool:
     """True iff a child born on ``dob`` is of compulsory school age on ``on`` (ends inclusive).
 
-    DOMAIN.md, Rules as numbers, "compulsory school age starts/ends"; see
+    docs/guidance.md, Compulsory school age / Year group, "compulsory school age starts/ends"; see
     :func:`compulsory_school_age`.
     """
     start, end = compulsory_school_age(dob)
@@ -72,8 +73,8 @@ def is_compulsory_school_age(dob: date, on: date) -> bool:
 def year_group(dob: date, on: date) -> int:
     """Return the national curriculum year group on ``on``: 0 Reception, 1-13, negative before.
 
-    DOMAIN.md, Rules as numbers: "year group | age on 31 Aug before the school year: 4 ->
-    Reception, a -> Year (a - 4)". The school year containing ``on`` runs 1 Sep-31 Aug.
+    docs/guidance.md, Year group: "age on 31 August before the school year, less four"
+    (4 -> Reception, a -> Year (a - 4)). The school year containing ``on`` runs 1 Sep-31 Aug.
     The result is not capped: a young person past Year 13 gets 14 or more.
     """
     school_year_start = on.year if on.month >= 9 else on.year - 1

@@ -1,8 +1,9 @@
-"""Working days and the acknowledgement deadline.
+"""Working days deadline.
 
-Encodes DOMAIN.md, *Rules as numbers*: "working day" and "acknowledgement due", and *What the
-LA must do*: "Acknowledge every referral within 5 working days". Working days are **never**
-school days (DOMAIN.md, "school day"): school days come from registers, see ``_pmooe``.
+Encodes docs/guidance.md, *Working days*: "working day", the due date, and
+"acknowledges every referral within 5 working days". Working days are **never**
+school days (docs/guidance.md, *Working days*): school days come from registers
+(``_pmooe``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ __all__ = [
     "next_working_day",
 ]
 
-#: DOMAIN.md, What the LA must do: "Acknowledge every referral within 5 working days."
+#: docs/guidance.md, Working days: "Acknowledge every referral within 5 working days."
 ACKNOWLEDGEMENT_WORKING_DAYS = 5
 
-#: The LA's calendar: dates of receipt are Europe/London calendar dates (DOMAIN.md Convention).
+#: The LA's calendar: dates of receipt are Europe/London dates (docs/guidance.md, Working days).
 LONDON = ZoneInfo("Europe/London")
 
 
@@ -49,7 +50,7 @@ def _as_date(value: date, name: str) -> date:
 def is_working_day(day: date) -> bool:
     """True iff ``day`` is Monday-Friday and not an England & Wales bank holiday.
 
-    DOMAIN.md, Rules as numbers: "working day | Mon-Fri and not an England & Wales bank
+    docs/guidance.md, Working days: "working day | Mon-Fri and not an England & Wales bank
     holiday (holidays, subdiv="ENG")".
     """
     day = _as_date(day, "day")
@@ -67,8 +68,8 @@ def next_working_day(day: date) -> date:
 def add_working_days(start: date, n: int) -> date:
     """Return the ``n``-th working day after ``start`` (``start`` itself is not counted).
 
-    DOMAIN.md, Rules as numbers, "working day". ``n == 0`` returns ``start`` unchanged (even
-    if it is not a working day); a negative ``n`` counts backwards to the ``|n|``-th working
+    docs/guidance.md, Working days. ``n == 0`` returns ``start`` unchanged (even if it is
+    not a working day); a negative ``n`` counts backwards to the ``|n|``-th working
     day before ``start``. Raises ``TypeError`` for a ``datetime`` (use
     :func:`acknowledgement_due` or :func:`london_date` to turn a timestamp into a date).
     """
@@ -98,7 +99,7 @@ def london_date(moment: date | datetime) -> date:
 def acknowledgement_due(received: date | datetime) -> date:
     """Return the date by which a referral received at ``received`` must be acknowledged.
 
-    DOMAIN.md, Rules as numbers: "acknowledgement due | the 5th working day after the day
+    docs/guidance.md, Working days: "acknowledgement due | the 5th working day after the day
     received, the day itself not counted. Convention: the day received is the Europe/London
     calendar date; a referral received on a non-working day is treated as received on the
     next working day (received Sat 28 Nov 2026 -> as Mon 30 Nov -> due Mon 7 Dec)".

@@ -1,7 +1,7 @@
 """Classification of a referred child: CME, PMOOE or not CME, and where to signpost.
 
-Encodes DOMAIN.md, *Who is who*: "CME", "CME includes", "CME are not", "PMOOE", and the
-"Inclusion Support Service teams the CME team signposts to".
+Encodes docs/guidance.md, *Who is missing education* and *Classification* (CME, what is
+not CME, PMOOE, and the Inclusion Support Service teams the CME team signposts to).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = [
 
 
 class Category(StrEnum):
-    """The three categories (DOMAIN.md, Who is who)."""
+    """The three categories (docs/guidance.md, Who is missing education)."""
 
     CME = "CME"
     PMOOE = "PMOOE"
@@ -49,7 +49,7 @@ class ClassificationReason(StrEnum):
 
 
 class InclusionTeam(StrEnum):
-    """Inclusion Support Service teams (DOMAIN.md, Who is who, last bullet)."""
+    """Inclusion Support Service teams (docs/guidance.md, Classification)."""
 
     ATTENDANCE_SUPPORT = "attendance_support"
     MEDICAL_REFERRALS = "medical_referrals"
@@ -84,7 +84,7 @@ def signpost_for(reason: str) -> InclusionTeam | None:
     """The Inclusion Support Service team to signpost a case to, given its classification
     ``reason``, or None when the case stays with the CME team (or with nobody).
 
-    DOMAIN.md, What the LA must do: "Signpost as appropriate"; teams from Who is who.
+    docs/guidance.md, Classification: the school is "signposted" to the team that owns it.
     Raises ``ValueError`` for a reason that is not a :class:`ClassificationReason`.
     """
     try:
@@ -119,7 +119,7 @@ def classify(
     """Classify a child on ``on`` as CME, PMOOE or NOT_CME. First matching rule wins:
 
     1. not of compulsory school age -> NOT_CME ``not_compulsory_school_age``
-       (DOMAIN.md: CME are not "children not of compulsory school age");
+       (docs/guidance.md: CME are not "children not of compulsory school age");
     2. on roll with Reduced Hours Provision -> NOT_CME ``reduced_hours_provision``
        ("any education at all means not CME and not PMOOE");
     3. on roll with a PMOOE finding -> PMOOE ``pmooe_<finding reason>`` (Who is who, PMOOE);

@@ -1,6 +1,6 @@
 """Unique Pupil Numbers: the check letter and validation.
 
-Encodes DOMAIN.md, *Identifiers*, "UPN": 13 characters: check letter + LA number (3 digits)
+Encodes docs/guidance.md, *Identifiers*, "UPN": 13 characters: check letter + LA number (3 digits)
 + establishment number (4) + year of allocation (2) + serial (3; a *temporary* UPN ends in a
 letter). Check letter: weight characters 2-13 by 2-13 (a letter in position 13 has its index
 in the alphabet below), sum, mod 23, index into ``ABCDEFGHJKLMNPQRTUVWXYZ``. No list of LA
@@ -31,7 +31,7 @@ def _body_problem(body: str) -> str | None:
 def upn_check_letter(body: str) -> str:
     """Return the check letter for ``body``, the 12 characters that follow it in a UPN.
 
-    DOMAIN.md, Identifiers: "weight characters 2-13 by 2-13 (a letter in position 13 has its
+    docs/guidance.md, Identifiers: "weight characters 2-13 by 2-13 (a letter in position 13 has its
     index in the alphabet below), sum, mod 23, index into ABCDEFGHJKLMNPQRTUVWXYZ".
     The letter's index is 0-based (A=0), which is what makes ``G80120000101A`` valid.
 
@@ -51,7 +51,9 @@ def upn_check_letter(body: str) -> str:
 
 
 def upn_problem(value: str) -> str | None:
-    """Return a short reason why ``value`` is not a valid UPN, or None (DOMAIN.md, Identifiers).
+    """Return a short reason why ``value`` is not a valid UPN, or None.
+
+    docs/guidance.md, Identifiers.
 
     The reason names what is wrong (length, characters, check letter) and never echoes the
     value, so it is safe for error messages and logs. ``value`` is stripped and upper-cased
@@ -73,6 +75,6 @@ def upn_problem(value: str) -> str | None:
 def is_valid_upn(value: str) -> bool:
     """True iff ``value``, stripped and upper-cased, is a valid permanent or temporary UPN.
 
-    DOMAIN.md, Identifiers, "UPN" (structure and check letter; no fixed list of LA codes).
+    docs/guidance.md, Identifiers, "UPN" (structure and check letter; no fixed list of LA codes).
     """
     return upn_problem(value) is None

@@ -1,6 +1,6 @@
 """Retention: anonymise closed cases once the retention period after closure has passed.
 
-DOMAIN.md: "retention is finite and configurable" (``CME_RETENTION_YEARS``, default 6 years,
+docs/guidance.md, Data protection: "retention is finite" (``CME_RETENTION_YEARS``, default 6 years,
 counted from ``closed_at``). We **anonymise rather than delete** so the aggregate counts the
 DfE termly return and the team's own reporting need (referrals by kind, school, outcome,
 closure reason, dates received/acknowledged/closed, tracing rounds, which agencies were asked)

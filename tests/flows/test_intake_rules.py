@@ -57,7 +57,7 @@ def test_new_referral_is_a_case_with_due_date_and_acknowledgement(clean_db: str)
     assert report.created == 1 and report.accounted == report.received == 1
     with Session(get_engine(clean_db)) as s:
         r = s.exec(select(Referral)).one()
-        # Saturday 28 Nov 2026 → treated as Monday 30 Nov → due Monday 7 Dec (DOMAIN.md).
+        # Saturday 28 Nov 2026 → treated as Monday 30 Nov → due Monday 7 Dec (docs/guidance.md).
         assert r.acknowledgement_due == date(2026, 12, 7)
         assert r.status is CaseStatus.RECEIVED and r.classification == "CME"
         notes = s.exec(select(Notification)).all()

@@ -1,4 +1,4 @@
-"""Compulsory school age and year groups (DOMAIN.md, Rules as numbers)."""
+"""Compulsory school age and year groups (docs/guidance.md, Compulsory school age)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Working days and the acknowledgement deadline (DOMAIN.md, Rules as numbers)."""
+"""Working days deadline (docs/guidance.md, Working days)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_next_working_day(day: date, expected: date) -> None:
 @pytest.mark.parametrize(
     ("received", "due"),
     [
-        # DOMAIN.md's worked example: Sat 28 Nov 2026 -> as Mon 30 Nov -> Mon 7 Dec.
+        # docs/guidance.md's worked example: Sat 28 Nov 2026 -> as Mon 30 Nov -> Mon 7 Dec.
         (date(2026, 11, 28), date(2026, 12, 7)),
         (date(2026, 11, 29), date(2026, 12, 7)),
         (date(2026, 11, 30), date(2026, 12, 7)),

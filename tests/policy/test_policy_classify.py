@@ -1,4 +1,4 @@
-"""Classification as CME / PMOOE / NOT_CME and signposting (DOMAIN.md, Who is who)."""
+"""Classification as CME / PMOOE / NOT_CME and signposting (docs/guidance.md, Classification)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UPN check letter and validation (DOMAIN.md, Identifiers)."""
+"""UPN check letter and validation (docs/guidance.md, Identifiers)."""
 
 from __future__ import annotations
 
