@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cme.errors import CmeError
@@ -201,8 +202,12 @@ def case_cmd(
         ("Decision rule", _opt(d.decision_rule)),
         ("Classification", f"{d.classification}"
                            + (f" ({d.classification_reason})" if d.classification_reason else "")),
-        ("Safeguarding", "[bold red]YES: a person must act[/]" if d.safeguarding_concern
-                         else "no"),
+        ("Safeguarding", (f"[bold red]{escape(d.safeguarding)}[/]"
+                          if d.concerns and d.closed_at is None
+                          else escape(d.safeguarding))),
+        ("Proposed", (f"{d.proposed_outcome}, since {_when(d.proposed_at)}: waiting for an "
+                      "officer's decision (decide-case)") if d.proposed_outcome else "—"),
+        ("Officer's decision", _opt(d.confirmed_outcome)),
         ("School", f"{d.school_urn} {d.school_name}"),
         ("Missing school actions", ", ".join(d.missing_actions) or "none"),
         ("Received", _when(d.received_at)),

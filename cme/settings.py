@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from policy import MAY_BE_AUTOMATIC
+
 __all__ = ["Settings", "get_settings"]
 
 
@@ -38,8 +40,21 @@ class Settings(BaseSettings):
         "connector and chunk)."
     )
     min_rounds: int = Field(
-        default=3, ge=1, description="Tracing rounds with every agency answering 'not found' "
-        "before a case is marked whereabouts unknown."
+        default=3, ge=1, description="Rounds of tracing that count (every enabled agency gave "
+        "a final answer — found or not found, none pending, none in error — at most one a day) "
+        "before 'whereabouts unknown' is proposed to an officer."
+    )
+    automatic_outcomes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["on_roll_elsewhere", "resident_other_la", "left_uk"],
+        description="Comma-separated outcomes the rulebook acts on without a person when an "
+        "agency matched the child on an identifier or answered from official records: any of "
+        "on_roll_elsewhere, resident_other_la, left_uk. Any other is proposed to an officer; "
+        "whereabouts_unknown (the joint deletion decision) always is.",
+    )
+    match_threshold: float = Field(
+        default=0.9, ge=0.5, le=1.0, description="The confidence (0.5-1.0) an agency's match "
+        "on an identifier needs to count as strong; below it, or matched on names and date of "
+        "birth only, a finding is a possible match for an officer."
     )
     notification_channel: Literal["file", "smtp", "notify"] = Field(
         default="file", description="How notifications are sent: `file` (.eml files), "
@@ -126,12 +141,24 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of the `cme` CLI.")
 
-    @field_validator("connectors", mode="before")
+    @field_validator("connectors", "automatic_outcomes", mode="before")
     @classmethod
     def _split_connectors(cls, value: object) -> object:
         # The environment gives "other_la, housing"; code may give a list.
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("automatic_outcomes")
+    @classmethod
+    def _only_outcomes_that_may_be_automatic(cls, value: list[str]) -> list[str]:
+        allowed = sorted(o.value for o in MAY_BE_AUTOMATIC)
+        refused = [v for v in value if v not in allowed]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot be automatic (a person decides it); choose from "
+                + ", ".join(allowed)
+            )
         return value
 
 

@@ -37,6 +37,9 @@ class Connector(ABC):
     - ``rate_limit`` (requests/s) and ``max_concurrency`` (requests in flight)
     - ``deferred``: ``True`` if the agency answers later (implement ``submit``/``poll``),
       ``False`` for request/response (implement ``search``)
+    - ``official``: ``True`` only if the agency answers a formal request from its own
+      statutory records (DWP, Border Force): the rulebook then treats its findings as strong
+      like an identifier match (docs/connectors.md, "How the rulebook uses evidence")
     - ``settings_class``: a :class:`ConnectorSettings` subclass if it needs more settings
 
     Immediate connectors implement ``search``; deferred ones ``submit`` (file the request,
@@ -51,6 +54,7 @@ class Connector(ABC):
     rate_limit: ClassVar[float] = 10.0
     max_concurrency: ClassVar[int] = 10
     deferred: ClassVar[bool] = False
+    official: ClassVar[bool] = False
     contract_version: ClassVar[int] = CONTRACT_VERSION
     settings_class: ClassVar[type[ConnectorSettings]] = ConnectorSettings
 

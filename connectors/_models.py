@@ -21,6 +21,7 @@ __all__ = [
     "CheckOutcome",
     "Evidence",
     "EvidenceKind",
+    "MatchBasis",
     "Outcome",
     "Query",
     "Result",
@@ -136,6 +137,7 @@ class Outcome(StrEnum):
 
 
 EvidenceKind = Literal["on_roll", "resident", "address", "ctf", "departure", "arrival"]
+MatchBasis = Literal["identifier", "demographic"]
 _LA = r"^(\d{3}|XXX|MMM)$"
 _ESTAB = r"^(\d{4}|XXXX|MMMM)$"
 
@@ -163,7 +165,14 @@ class Evidence(BaseModel):
     ctf_destination_la: str | None = Field(default=None, pattern=_LA)
     ctf_destination_establishment: str | None = Field(default=None, pattern=_ESTAB)
     ctf_leaving_date: date | None = None
-    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0,
+                              description="The agency's confidence that this is the child.")
+    match_basis: MatchBasis | None = Field(
+        default=None,
+        description="How the agency matched the child: 'identifier' (UPN or NHS number) or "
+        "'demographic' (names and date of birth, perhaps a postcode). Not said is read as "
+        "demographic, so the rulebook treats it as a possible match for an officer.",
+    )
     safeguarding: bool = False
 
     @model_validator(mode="after")

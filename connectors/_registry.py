@@ -57,6 +57,10 @@ class ConnectorInfo:
     def deferred(self) -> bool:
         return self.cls.deferred
 
+    @property
+    def official(self) -> bool:
+        return self.cls.official
+
 
 @dataclass(frozen=True)
 class Discovery:

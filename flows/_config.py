@@ -10,9 +10,15 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from cme.errors import ConfigError
 from cme.settings import Settings, get_settings
+from connectors import available
 from tasks.dispatch import DispatchConfig
 from tasks.intake import IntakeConfig
 from tasks.tracing import TraceConfig
+
+
+def db_url() -> str:
+    """The case database's URL, from the settings (``CME_DATABASE_URL``)."""
+    return get_settings().database_url
 
 
 def run_id() -> str:
@@ -27,12 +33,24 @@ def run_id() -> str:
     return uuid.uuid4().hex
 
 
+def official_connectors() -> tuple[str, ...]:
+    """Installed connectors that answer from official records (class attribute ``official``),
+    enabled or not: an answer an officer recorded carries the agency's name too."""
+    return tuple(sorted(n for n, info in available().connectors.items() if info.official))
+
+
 def trace_config(today: date, settings: Settings | None = None,
                  connectors: list[str] | None = None) -> TraceConfig:
+    """``connectors``: the agencies to ask now (default all enabled); the rulebook always
+    waits for every enabled one (``enabled_connectors``)."""
     s = settings or get_settings()
     return TraceConfig(
         db_url=s.database_url,
         connectors=tuple(connectors if connectors is not None else s.connectors),
+        enabled_connectors=tuple(s.connectors),
+        official_connectors=official_connectors(),
+        automatic_outcomes=tuple(s.automatic_outcomes),
+        match_threshold=s.match_threshold,
         today=today,
         run_id=run_id(),
         channel=s.notification_channel,

@@ -17,19 +17,24 @@ from pydantic import Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+import policy
 from cme.errors import CmeError
 from cme.settings import get_settings
+from connectors import Evidence
 from flows._config import dispatch_config, trace_config
 from flows.nightly import run_nightly
 from models import (
     CaseEvent,
+    CaseOutcome,
     CaseStatus,
     Check,
     CheckOutcome,
     Child,
     ClosureReason,
     Notification,
+    NotificationChannel,
     Referral,
+    SafeguardingConcern,
     School,
     get_engine,
     session_scope,
@@ -37,9 +42,18 @@ from models import (
 from policy import london_date
 from tasks._common import event
 from tasks.dispatch import dispatch_task
-from tasks.tracing import decide_referrals
+from tasks.reports import concern_summary, concerns_of
+from tasks.tracing import (
+    OFFICER_RECORDED,
+    case_facts,
+    decide_referrals,
+    latest_results,
+    raise_concern,
+    record_decision,
+)
 
-__all__ = ["case_report", "close_case", "record_agency_response", "trace_referral"]
+__all__ = ["case_report", "close_case", "decide_case", "record_agency_response",
+           "trace_referral"]
 
 Reference = Annotated[
     str,
@@ -60,6 +74,46 @@ class Agency(StrEnum):
 class AgencyAnswer(StrEnum):
     found = "found"
     not_found = "not_found"
+
+
+class HowMatched(StrEnum):
+    """How the agency said it identified the child (issue 14: weighs the evidence)."""
+
+    identifier = "By the UPN or NHS number"
+    demographic = "By name and date of birth only (or not said)"
+
+
+class OfficerDecision(StrEnum):
+    """What an officer decides on a case (the ``decide-case`` form)."""
+
+    confirm = "Confirm what the rulebook proposed"
+    reject = "Reject the proposal and keep tracing (not this child, or more enquiries needed)"
+    on_roll_elsewhere = "Another outcome: on roll at another school"
+    resident_other_la = "Another outcome: living in another local authority's area"
+    left_uk = "Another outcome: left the UK"
+    whereabouts_unknown = ("Another outcome: whereabouts unknown, joint decision agreed with "
+                           "the school")
+    located_in_area = "Another outcome: living in our area, not on a school roll"
+
+
+class DecisionReason(StrEnum):
+    """Why the officer decided so; its name (a code) goes to the timeline."""
+
+    evidence_checked = "I checked the evidence and it is this child"
+    confirmed_with_agency = "The agency confirmed it to me"
+    joint_decision_with_school = "Joint decision agreed with the school (regulation 9(1)(h)/(i))"
+    not_this_child = "The match is not this child"
+    more_enquiries_needed = "More enquiries are needed first"
+    other = "Other (say why in the note, without names or addresses)"
+
+
+_OUTCOME_OF: dict[OfficerDecision, CaseOutcome] = {
+    OfficerDecision.on_roll_elsewhere: CaseOutcome.ON_ROLL_ELSEWHERE,
+    OfficerDecision.resident_other_la: CaseOutcome.RESIDENT_OTHER_LA,
+    OfficerDecision.left_uk: CaseOutcome.LEFT_UK,
+    OfficerDecision.whereabouts_unknown: CaseOutcome.WHEREABOUTS_UNKNOWN,
+    OfficerDecision.located_in_area: CaseOutcome.LOCATED_IN_AREA_NOT_ON_ROLL,
+}
 
 
 def _referral(s: Session, reference: str) -> Referral:
@@ -122,6 +176,10 @@ async def record_agency_response(
     ] = None,
     safeguarding_concern: Annotated[
         bool, Field(description="The agency raised a safeguarding concern.")] = False,
+    how_matched: Annotated[
+        HowMatched, Field(description="How the agency identified the child. A match on name "
+                          "and date of birth only is a possible match you confirm with "
+                          "decide-case before any letter goes.")] = HowMatched.demographic,
 ) -> dict[str, Any]:
     """Record a reply an agency sent outside the system (DWP, Border Force, a letter from
     another LA), then apply the rulebook. Addresses stay in the case file, not here.
@@ -136,23 +194,26 @@ async def record_agency_response(
         departure_date: Recorded departure from the UK (Border Force).
         departure_country: The country the child left for.
         safeguarding_concern: Tick if the agency raised a safeguarding concern.
+        how_matched: How the agency identified the child (UPN / NHS number, or names and
+            date of birth only).
     """
     settings = get_settings()
     today = _today()
-    evidence: list[dict[str, Any]] = []
+    evidence: list[Evidence] = []
+    basis = "identifier" if how_matched is HowMatched.identifier else "demographic"
     if answer is AgencyAnswer.found:
         if school_urn:
-            evidence.append({"kind": "on_roll", "school_urn": school_urn, "la_code": la_code,
-                             "on_roll": True, "date_seen": today.isoformat(),
-                             "safeguarding": safeguarding_concern})
+            evidence.append(Evidence(kind="on_roll", school_urn=school_urn, la_code=la_code,
+                                     on_roll=True, date_seen=today, match_basis=basis,
+                                     source=f"{agency.value} (recorded by an officer)"))
         elif departure_date:
-            evidence.append({"kind": "departure", "departure_date": departure_date.isoformat(),
-                             "departure_country": departure_country,
-                             "safeguarding": safeguarding_concern})
+            evidence.append(Evidence(kind="departure", departure_date=departure_date,
+                                     departure_country=departure_country, match_basis=basis,
+                                     source=f"{agency.value} (recorded by an officer)"))
         elif la_code:
-            evidence.append({"kind": "resident", "la_code": la_code,
-                             "date_seen": today.isoformat(),
-                             "safeguarding": safeguarding_concern})
+            evidence.append(Evidence(kind="resident", la_code=la_code, date_seen=today,
+                                     match_basis=basis,
+                                     source=f"{agency.value} (recorded by an officer)"))
         else:
             raise CmeError("a 'found' answer needs a school URN, an LA code or a departure date")
     with session_scope(settings.database_url) as s:
@@ -161,16 +222,20 @@ async def record_agency_response(
             Check.referral_id == r.id, Check.connector == agency.value)).one()
         round_ = max(r.tracing_rounds + 1, (last or 0) + 1)
         s.add(Check(
-            referral_id=r.id or 0, connector=agency.value, connector_version="officer",
-            round=round_, run_id="officer", fields_disclosed=[],
+            referral_id=r.id or 0, connector=agency.value, connector_version=OFFICER_RECORDED,
+            round=round_, run_id="officer", fields_disclosed=[], traced_on=today,
             outcome=CheckOutcome.FOUND if evidence else CheckOutcome.NOT_FOUND,
-            evidence={"items": evidence} if evidence else None,
+            evidence={"items": [e.model_dump(mode="json") for e in evidence]}
+            if evidence else None,
             agency_reference=agency_reference,
         ))
-        if safeguarding_concern and not r.safeguarding_concern:
-            r.safeguarding_concern = True
         event(s, r.id or 0, "agency_response",
               f"Officer recorded a {answer.value} answer from {agency.value}", actor="officer")
+        if safeguarding_concern:
+            # The agency's concern, not the school's: it is recorded as the agency's.
+            raise_concern(s, r, agency.value, settings.duty_inbox,
+                          NotificationChannel(settings.notification_channel),
+                          round_=round_, rule="safeguarding")
         rid = r.id or 0
         if r.tracing_rounds + 1 < round_:
             r.tracing_rounds = round_ - 1
@@ -181,6 +246,91 @@ async def record_agency_response(
         r = _referral(s, reference)
         return {"reference": reference, "status": r.status.value,
                 "rule": r.decision_rule, "decided": report.decided}
+
+
+@flow(name="decide-case", persist_result=False)
+async def decide_case(
+    reference: Reference,
+    decision: Annotated[OfficerDecision, Field(description="Your decision on this case.")],
+    reason: Annotated[DecisionReason, Field(description="Why you decided so.")],
+    la_code: Annotated[
+        str | None, Field(description="Only for 'living in another local authority's area' or "
+                          "a school in another LA: that LA's 3-digit code, e.g. 852.",
+                          pattern=r"^\d{3}$")] = None,
+    note: Annotated[
+        str, Field(description="A short note for the timeline. Do not type names, dates of "
+                   "birth or addresses.", max_length=500)] = "",
+) -> dict[str, Any]:
+    """Decide what the rulebook left to a person: confirm its proposal (e.g. whereabouts
+    unknown: the joint deletion decision with the school; or a possible match), reject it and
+    keep tracing, or decide another outcome. The letters go only after this decision.
+
+    Args:
+        reference: The case's Mendix reference, as on the referral (e.g. CME-2026-000123).
+        decision: Your decision on this case.
+        reason: Why you decided so.
+        la_code: For 'living in another local authority's area': that LA's 3-digit code.
+        note: A short note for the timeline. Do not type names, dates of birth or addresses.
+    """
+    settings = get_settings()
+    today = _today()
+    cfg = trace_config(today, settings)
+    channel = NotificationChannel(settings.notification_channel)
+    ref = reference.strip().upper()
+    with session_scope(settings.database_url) as s:
+        r = _referral(s, ref)
+        child, school = s.get(Child, r.child_id), s.get(School, r.school_id)
+        assert child is not None and school is not None
+        if r.status is CaseStatus.CLOSED:
+            raise CmeError(f"case {ref} is closed; nothing to decide")
+        concerns = set(s.exec(select(SafeguardingConcern.source)
+                              .where(SafeguardingConcern.referral_id == r.id)))
+        if r.status is CaseStatus.ESCALATED or concerns or r.safeguarding_concern:
+            raise CmeError(f"case {ref} has a safeguarding concern: a person deals with that "
+                           "first, and closes the case with close-case")
+        checks = s.exec(select(Check).where(Check.referral_id == r.id)).all()
+        facts = case_facts(r, school, checks, cfg, concerns)
+        proposed = policy.CaseOutcome(r.proposed_outcome.value) if r.proposed_outcome else None
+        if decision in (OfficerDecision.confirm, OfficerDecision.reject) and proposed is None:
+            raise CmeError(f"nothing is proposed on case {ref}: choose an outcome instead")
+        if decision is OfficerDecision.reject:
+            if r.decision_rule == policy.Rule.WHEREABOUTS_UNKNOWN.value:
+                # The rounds so far are set aside: the rulebook proposes again only after
+                # min_rounds more rounds with no whereabouts.
+                r.rounds_set_aside += facts.rounds
+            else:
+                r.rejected_findings = sorted({*r.rejected_findings, *r.proposal_findings})
+            d = policy.Decision(status=policy.CaseStatus.TRACING, outcome=None,
+                                rule=policy.Rule.OFFICER_DECISION)
+        else:
+            proposal = policy.decide(facts, latest_results(checks, cfg), today,
+                                     min_rounds=cfg.min_rounds,
+                                     automatic=cfg.automatic_outcomes,
+                                     match_threshold=cfg.match_threshold)
+            outcome = proposed if decision is OfficerDecision.confirm else _OUTCOME_OF[decision]
+            assert outcome is not None
+            if decision is OfficerDecision.confirm and proposal.proposed is not proposed:
+                raise CmeError(f"the evidence on case {ref} has changed since the rulebook "
+                               f"proposed {proposed.value}: read the case report and decide "
+                               "again")
+            las = [la_code] if la_code else [
+                a.la_code for a in proposal.on_confirm
+                if a.kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code]
+            try:
+                d = policy.officer_decision(facts, outcome, la_codes=las)
+            except ValueError as exc:
+                raise CmeError(f"case {ref}: {exc}; give the LA code") from None
+            r.confirmed_outcome = CaseOutcome(outcome.value)
+            if outcome is proposed:
+                r.confirmed_findings = sorted({*r.confirmed_findings, *proposal.findings})
+        event(s, r.id or 0, "officer_decision",
+              f"Officer's decision: {decision.name} (reason: {reason.name})"
+              + (f". Note: {note}" if note else ""), rule="officer_decision", actor="officer")
+        record_decision(s, r, child, school, d, cfg, channel, heading="Officer's decision",
+                        actor="officer")
+        status = r.status.value
+    await dispatch_task(dispatch_config(settings))
+    return {"reference": ref, "status": status, "decision": decision.name}
 
 
 @flow(name="close-case", persist_result=False)
@@ -227,6 +377,12 @@ def render_case_report(db_url: str, reference: str) -> str:
                         .order_by(col(Check.round), col(Check.connector))).all()
         notes = s.exec(select(Notification).where(Notification.referral_id == r.id)
                        .order_by(col(Notification.id))).all()
+        concerns = concerns_of(r, s.exec(select(SafeguardingConcern)
+                                         .where(SafeguardingConcern.referral_id == r.id)
+                                         .order_by(col(SafeguardingConcern.id))).all())
+    safeguarding = concern_summary(concerns, closed_at=r.closed_at,
+                                   closure_reason=r.closure_reason.value
+                                   if r.closure_reason else None)
     lines = [
         f"# Case {r.mendix_reference}",
         "",
@@ -241,7 +397,7 @@ def render_case_report(db_url: str, reference: str) -> str:
         f"| Kind | {r.kind.value} ({r.classification}: {r.classification_reason}) |",
         f"| Status | {r.status.value} |",
         f"| Outcome | {r.outcome.value if r.outcome else '—'} |",
-        f"| Safeguarding concern | {'YES' if r.safeguarding_concern else 'no'} |",
+        f"| Safeguarding concern | {safeguarding} |",
         f"| Acknowledgement due | {r.acknowledgement_due.isoformat()} |",
         f"| Acknowledged | {r.acknowledged_at.isoformat() if r.acknowledged_at else 'not yet'} |",
         f"| Tracing rounds | {r.tracing_rounds} |",

@@ -37,6 +37,7 @@ from models.tables import (
     Notification,
     QuarantinedRecord,
     Referral,
+    SafeguardingConcern,
     School,
     SourceState,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "Postcode",
     "QuarantinedRecord",
     "Referral",
+    "SafeguardingConcern",
     "ReferralIn",
     "ReferralKind",
     "School",

@@ -39,6 +39,7 @@ __all__ = [
     "Notification",
     "QuarantinedRecord",
     "Referral",
+    "SafeguardingConcern",
     "School",
     "SourceState",
 ]
@@ -128,6 +129,17 @@ class Referral(SQLModel, table=True):
     closed_at: datetime | None = _ts(default=None)
     next_check_due: date | None = Field(default=None, index=True)
     tracing_rounds: int = 0
+    # What the rulebook proposed for an officer to decide (None: nothing waiting), since when,
+    # and the keys (policy.finding_key) of the findings it rests on.
+    proposed_outcome: CaseOutcome | None = Field(default=None, sa_type=_enum(CaseOutcome))
+    proposed_at: datetime | None = _ts(default=None)
+    proposal_findings: list[str] = Field(default_factory=list, sa_type=JSON)
+    # What an officer decided (decide-case): the outcome, and the findings confirmed or
+    # rejected as this child; rounds an officer set aside by rejecting "whereabouts unknown".
+    confirmed_outcome: CaseOutcome | None = Field(default=None, sa_type=_enum(CaseOutcome))
+    confirmed_findings: list[str] = Field(default_factory=list, sa_type=JSON)
+    rejected_findings: list[str] = Field(default_factory=list, sa_type=JSON)
+    rounds_set_aside: int = 0
     duplicate_of_id: int | None = Field(default=None, foreign_key="referral.id")
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
@@ -157,6 +169,29 @@ class Check(SQLModel, table=True):
     error_kind: str | None = Field(default=None, max_length=20)
     error_code: str | None = Field(default=None, max_length=60)
     checked_at: datetime = _ts(default_factory=utcnow)
+    # The day of the tracing run that asked (the night's London date): a round's day, for
+    # counting at most one round a day. None on rows from before it was recorded.
+    traced_on: date | None = None
+
+
+class SafeguardingConcern(SQLModel, table=True):
+    """A safeguarding concern on a case: who raised it and when. One per source per case, so
+    one concern gets one task for a person however often it is repeated.
+
+    ``source`` is ``school`` (the referral), a connector name (an agency flagged it in
+    tracing) or an agency an officer recorded the answer of. No detail: the person looks at
+    the case.
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("referral_id", "source", name="uq_safeguardingconcern_source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    referral_id: int = Field(foreign_key="referral.id", index=True)
+    source: str = Field(max_length=60)
+    raised_at: datetime = _ts(default_factory=utcnow)
+    round: int | None = None
 
 
 class CaseEvent(SQLModel, table=True):

@@ -102,10 +102,12 @@ register under regulation 9(1)(a) (registered at another school), if you have no
 done so. The pupil's Common Transfer File (CTF) goes to the new school in the usual way.
 {% elif o == "transferred" %}
 The child is now living in another local authority's area\
-{% if other_la_code %} (LA {{ other_la_code }}){% endif %}. We have told that authority's \
-Children Missing Education team, which now takes the lead. If the pupil is still on your \
-admission register, please contact us before removing them so that the right ground for \
-deletion is recorded.
+{% if other_la_code %} (LA {{ other_la_code }}){% endif %}. \
+{% if other_la_told %}We have written to that authority's Children Missing Education team, \
+which now takes the lead.{% else %}We are passing the case to that authority's Children \
+Missing Education team, which will then take the lead.{% endif %} If the pupil is still on \
+your admission register, please contact us before removing them so that the right ground \
+for deletion is recorded.
 {% elif o == "left_uk" %}
 The child has left the United Kingdom. If the pupil is still on your admission register you \
 may now remove them. Please then send the pupil's Common Transfer File (CTF) to the Lost \
@@ -113,10 +115,11 @@ Pupil Database on the DfE's School to School (S2S) service with the destination 
 (abroad or outside the maintained school system).
 {% elif o == "whereabouts_unknown" %}
 We have made reasonable enquiries with you and with other agencies and have not been able to \
-find the child. The local authority therefore agrees that the pupil may be deleted from \
-your admission register under regulation 9(1)(i) (20 school days' continuous absence) or \
-9(1)(h) (not back 10 school days after leave ended), whichever applies: this is our part of \
-the joint decision the regulations require. Once the \
+find the child. An officer of the {{ team }} has reviewed those enquiries and, as our part \
+of the joint decision the regulations require, the local authority agrees that the pupil \
+may be deleted from your admission register under regulation 9(1)(i) (20 school days' \
+continuous absence) or 9(1)(h) (not back 10 school days after leave ended), whichever \
+applies. Our Inclusion Support Service can help if you need advice on this. Once the \
 pupil is removed, please upload the pupil's Common Transfer File (CTF) to the Lost Pupil \
 Database on the DfE's School to School (S2S) service with the destination code XXX \
 (destination unknown). We keep the case open and continue to check each month.
@@ -147,9 +150,18 @@ straight away if you hear from any of these families, quoting the reference.
 
 # --- inter_la (to another LA's CME team) --------------------------------------------------
 TEXTS["inter_la.subject"] = (
+    "{% if forward %}PLEASE FORWARD to LA {{ other_la_code }}: {% endif %}"
     "Child missing education, our reference {{ reference }}: may be in your area"
 )
 TEXTS["inter_la.body"] = """\
+{% if forward %}
+FOR THE CME DUTY OFFICER — PLEASE FORWARD. We hold no contact address for the Children \
+Missing Education team of LA {{ other_la_code or "(not stated)" }}. Please find that team's \
+address, forward the message below to it, and add the LA to CME_OTHER_LA_CONTACTS so that \
+the next message goes straight there.
+
+-----
+{% endif %}
 To the Children Missing Education team{% if other_la_code %} (LA {{ other_la_code }}){% endif %},
 
 {{ la_name }} is tracing a child missing education: our reference {{ reference }} \
@@ -167,6 +179,10 @@ TEXTS["safeguarding_task.subject"] = "URGENT: a person must review CME case {{ r
 TEXTS["safeguarding_task.body"] = """\
 A person must review CME case {{ reference }} now.
 
+{% if raised_by %}
+The concern was raised by {{ raised_by | agency_text }}.
+
+{% endif %}
 {% if rule %}
 It was flagged by rule "{{ rule }}".
 

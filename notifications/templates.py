@@ -2,7 +2,7 @@
 
 A notification may say who the child is only by the Mendix reference and initials
 (``Z.Q.``); it names the school and the action the school (or team) must take. It never
-carries a full name, date of birth, address or UPN (DOMAIN.md, Data protection). That is
+carries a full name, date of birth, address or UPN (docs/guidance.md, Data protection). That is
 enforced here, twice:
 
 - every template declares its **required** and **optional** personalisation keys
@@ -66,11 +66,15 @@ OPTIONAL_FIELDS: dict[Template, frozenset[str]] = {
     Template.not_cme_signpost: frozenset(
         {"signpost_team", "signpost_contact", "la_name", "team_contact"}
     ),
-    Template.resolution: frozenset({"other_la_code", "la_name", "team_contact"}),
+    # other_la_told: whether we hold that LA's CME contact (and so have written to it).
+    Template.resolution: frozenset({"other_la_code", "other_la_told", "la_name", "team_contact"}),
     Template.half_termly_update: frozenset({"period", "la_name", "team_contact"}),
-    Template.inter_la: frozenset({"other_la_code", "la_name", "team_contact"}),
-    # "No detail": the duty officer opens the case to see why.
-    Template.safeguarding_task: frozenset({"rule"}),
+    # forward: no contact is held for that LA, so the message goes to our own duty inbox
+    # saying what to forward and to whom.
+    Template.inter_la: frozenset({"other_la_code", "la_name", "team_contact", "forward"}),
+    # "No detail": the duty officer opens the case to see why. raised_by is "school" or the
+    # name of the agency (connector) that flagged the concern.
+    Template.safeguarding_task: frozenset({"rule", "raised_by"}),
 }
 
 #: Every key any template accepts.
@@ -207,6 +211,12 @@ _check_reference = _pattern(_REFERENCE, "a Mendix reference (3-40 letters, digit
 _check_initials = _pattern(_INITIALS, "initials like 'Z.Q.' (single letters, each with a dot)")
 
 
+def _flag(template: Template, key: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise _bad(template, key, "must be true or false")
+    return value
+
+
 def _missing_actions(template: Template, key: str, value: Any) -> Any:
     if not isinstance(value, list | tuple) or not value:
         raise _bad(template, key, "must be a non-empty list of school action codes")
@@ -259,6 +269,9 @@ _CHECKS: dict[str, Callable[[Template, str, Any], Any]] = {
     "signpost_team": _code(_TEAM_TEXT, "Inclusion Support team"),
     "other_la_code": _pattern(_LA_CODE, "a 3-digit LA code"),
     "rule": _pattern(_RULE, "a rule name (lower-case letters, digits, _)"),
+    "raised_by": _pattern(_RULE, "'school' or an agency's name (lower-case letters, digits, _)"),
+    "other_la_told": _flag,
+    "forward": _flag,
     "missing_actions": _missing_actions,
     "updates": _updates,
 }
@@ -332,6 +345,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters.update(
     long_date=_long_date,
+    agency_text=lambda code: "the referring school" if code == "school" else f"agency {code}",
     action_text=_lookup(_ACTION_TEXT),
     reason_text=_lookup(_REASON_TEXT),
     team_text=_lookup(_TEAM_TEXT),

@@ -1,12 +1,13 @@
 """The guidance as code: pure functions of plain values, no I/O.
 
-Each rule cites the line of ``DOMAIN.md`` it encodes. Everything the rest of the project may
-use is listed in ``__all__``; the ``_``-prefixed modules are internal. The tracing rulebook is
-summarised in ``policy/RULEBOOK.md``.
+Each rule cites the part of ``docs/guidance.md`` it encodes. Everything the rest of the
+project may use is listed in ``__all__``; the ``_``-prefixed modules are internal. The tracing
+rulebook is summarised in the README's rulebook table.
 """
 
 from policy._age import compulsory_school_age, is_compulsory_school_age, year_group
 from policy._calendar import (
+    LONDON,
     acknowledgement_due,
     add_working_days,
     is_working_day,
@@ -22,9 +23,14 @@ from policy._classify import (
     signpost_for,
 )
 from policy._decide import (
+    AUTOMATIC_OUTCOMES,
+    DEFAULT_MATCH_THRESHOLD,
     DEFAULT_MIN_ROUNDS,
     HOME_LA,
+    MAY_BE_AUTOMATIC,
+    OFFICER_OUTCOMES,
     RULEBOOK,
+    SCHOOL_CONCERN,
     Action,
     ActionKind,
     CaseFacts,
@@ -33,21 +39,41 @@ from policy._decide import (
     CheckOutcome,
     CheckResult,
     Decision,
+    MatchBasis,
     Rule,
     decide,
+    finding_key,
     next_check_due,
+    officer_decision,
 )
-from policy._pmooe import ATTENDANCE_CODES, Mark, PmooeFinding, PmooeReason, assess_pmooe
+from policy._evidence import Answer, EvidenceLike, complete_rounds, results_from_evidence
+from policy._pmooe import (
+    ATTENDANCE_CODES,
+    TRANSITION_YEARS,
+    Mark,
+    PmooeFinding,
+    PmooeReason,
+    assess_pmooe,
+    transition_start,
+)
 from policy._upn import UPN_ALPHABET, is_valid_upn, upn_check_letter, upn_problem
 
 __all__ = [
     "ATTENDANCE_CODES",
+    "AUTOMATIC_OUTCOMES",
+    "DEFAULT_MATCH_THRESHOLD",
     "DEFAULT_MIN_ROUNDS",
     "HOME_LA",
+    "LONDON",
+    "MAY_BE_AUTOMATIC",
+    "OFFICER_OUTCOMES",
     "RULEBOOK",
+    "SCHOOL_CONCERN",
+    "TRANSITION_YEARS",
     "UPN_ALPHABET",
     "Action",
     "ActionKind",
+    "Answer",
     "CaseFacts",
     "CaseOutcome",
     "CaseStatus",
@@ -57,8 +83,10 @@ __all__ = [
     "Classification",
     "ClassificationReason",
     "Decision",
+    "EvidenceLike",
     "InclusionTeam",
     "Mark",
+    "MatchBasis",
     "PmooeFinding",
     "PmooeReason",
     "Rule",
@@ -66,15 +94,20 @@ __all__ = [
     "add_working_days",
     "assess_pmooe",
     "classify",
+    "complete_rounds",
     "compulsory_school_age",
     "decide",
+    "finding_key",
     "is_compulsory_school_age",
     "is_valid_upn",
     "is_working_day",
     "london_date",
     "next_check_due",
     "next_working_day",
+    "officer_decision",
+    "results_from_evidence",
     "signpost_for",
+    "transition_start",
     "upn_check_letter",
     "upn_problem",
     "year_group",

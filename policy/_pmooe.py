@@ -1,8 +1,7 @@
 """Pupil missing out on education (PMOOE): detection from attendance register marks.
 
-Encodes DOMAIN.md, *Who is who*, "PMOOE" (the three conditions) and *Rules as numbers*:
-"school day", "sessions", "continuous-absence PMOOE", "leave overrun PMOOE" and "transition
-no-show PMOOE", with the attendance codes listed under that table.
+Encodes docs/guidance.md, *PMOOE*: the three conditions (leave not returned, continuous
+absence, transition no-show), school days and sessions, and the attendance codes.
 
 Conventions (the law is silent; chosen here and pinned by tests):
 
@@ -34,10 +33,12 @@ __all__ = [
     "PmooeFinding",
     "PmooeReason",
     "TIE_BREAK",
+    "TRANSITION_YEARS",
     "assess_pmooe",
+    "transition_start",
 ]
 
-#: DOMAIN.md, attendance codes (from Aug 2024), by group.
+#: docs/guidance.md, PMOOE: attendance codes (from Aug 2024), by group.
 PRESENT_CODES = frozenset({"/", "\\", "L"})
 APPROVED_OFF_SITE_CODES = frozenset({"K", "V", "P", "W", "B", "D"})
 AUTHORISED_ABSENCE_CODES = frozenset({"C", "C1", "C2", "E", "I", "J1", "M", "R", "S", "T", "X"})
@@ -50,14 +51,19 @@ ATTENDANCE_CODES = (
     | UNAUTHORISED_ABSENCE_CODES
     | ADMINISTRATIVE_CODES
 )
-#: The codes every PMOOE rule counts as missing: "coded G, N or O" (DOMAIN.md).
+#: The codes every PMOOE rule counts as missing: "coded G, N or O" (docs/guidance.md, PMOOE).
 ABSENCE_CODES = frozenset({"G", "N", "O"})
-#: "``#`` (planned closure) sessions ... are skipped" (DOMAIN.md).
+#: "``#`` (planned closure) sessions ... are skipped" (docs/guidance.md, PMOOE).
 CLOSURE_CODE = "#"
-#: "40 consecutive sessions" (DOMAIN.md, continuous-absence PMOOE).
+#: "40 consecutive sessions" (docs/guidance.md, PMOOE, continuous-absence PMOOE).
 CONTINUOUS_ABSENCE_SESSIONS = 40
-#: "the first 10 school days after the leave's last day" (DOMAIN.md, leave overrun PMOOE).
+#: "the first 10 school days after the leave's last day" (docs/guidance.md, PMOOE 1).
 LEAVE_OVERRUN_SCHOOL_DAYS = 10
+#: "a compulsory Key Stage transition (Year 3 or Year 7)" (docs/guidance.md, PMOOE, PMOOE 3).
+TRANSITION_YEARS = frozenset({3, 7})
+#: Convention: the first school day of the year is within a week of the day the caller
+#: gives; a register with no mark in that week does not record it.
+FIRST_DAY_WINDOW_DAYS = 7
 
 _SESSION_ORDER = {"AM": 0, "PM": 1}
 
@@ -66,7 +72,7 @@ Mark = tuple[date, str, str]
 
 
 class PmooeReason(StrEnum):
-    """Which PMOOE condition was met (DOMAIN.md, Who is who, PMOOE 1-3)."""
+    """Which PMOOE condition was met (docs/guidance.md, PMOOE 1-3)."""
 
     CONTINUOUS_ABSENCE = "continuous_absence"
     LEAVE_NOT_RETURNED = "leave_not_returned"
@@ -118,7 +124,7 @@ def _normalise(marks: Iterable[Mark]) -> dict[_Session, str]:
 
 
 def _continuous_absence(ordered: list[tuple[_Session, str]]) -> date | None:
-    """DOMAIN.md, Rules as numbers: "continuous-absence PMOOE | 40 consecutive sessions coded
+    """docs/guidance.md, PMOOE: "continuous-absence PMOOE | 40 consecutive sessions coded
     G, N or O, in date then AM/PM order; # (planned closure) sessions and days with no register
     are skipped; any other code resets the run; triggered on the date of the 40th session".
     """
@@ -146,7 +152,7 @@ def _school_days(ordered: list[tuple[_Session, str]], after: date) -> dict[date,
 
 
 def _leave_not_returned(ordered: list[tuple[_Session, str]], leave_end: date) -> date | None:
-    """DOMAIN.md, Rules as numbers: "leave overrun PMOOE | every session of the first 10 school
+    """docs/guidance.md, PMOOE: "leave overrun PMOOE | every session of the first 10 school
     days after the leave's last day is coded G, N or O (an explained absence, e.g. I, or any
     attendance means no trigger); triggered on the 10th of those school days".
 
@@ -162,19 +168,37 @@ def _leave_not_returned(ordered: list[tuple[_Session, str]], leave_end: date) ->
 
 
 def _transition_no_show(ordered: list[tuple[_Session, str]], transition_start: date) -> date | None:
-    """DOMAIN.md, Rules as numbers: "transition no-show PMOOE | both sessions of the first
+    """docs/guidance.md, PMOOE: "transition no-show PMOOE | both sessions of the first
     school day of the academic year coded G, N or O, for a pupil entering Year 3 or Year 7".
 
     The first school day is the first on or after ``transition_start``; the caller decides
     whether the pupil is entering Year 3 or Year 7 and passes ``transition_start`` only then.
+    Convention: it must fall within :data:`FIRST_DAY_WINDOW_DAYS` of ``transition_start``;
+    a register that starts later (e.g. marks from October only) does not record the first
+    day, so the rule cannot fire on it.
     """
     days = _school_days(ordered, transition_start)
     if not days:
         return None
     first_day, codes = next(iter(days.items()))
+    if first_day >= transition_start + timedelta(days=FIRST_DAY_WINDOW_DAYS):
+        return None
     if all(code in ABSENCE_CODES for code in codes):
         return first_day
     return None
+
+
+def transition_start(dob: date, first_day: date) -> date | None:
+    """``first_day`` (the first day of a school year) if a child born on ``dob`` enters a
+    transition year group (Year 3 or Year 7) that school year, else None.
+
+    docs/guidance.md, PMOOE 3: "not attending on the first day of a new academic year at a
+    compulsory Key Stage transition (Year 3 or Year 7)". Pass the result to
+    :func:`assess_pmooe` as ``transition_start``.
+    """
+    from policy._age import year_group
+
+    return first_day if year_group(dob, first_day) in TRANSITION_YEARS else None
 
 
 def assess_pmooe(
@@ -185,10 +209,10 @@ def assess_pmooe(
 ) -> PmooeFinding | None:
     """Return the earliest PMOOE trigger met by a pupil's register ``marks``, or None.
 
-    DOMAIN.md, Who is who, "PMOOE" 1-3, and Rules as numbers, "continuous-absence PMOOE",
+    docs/guidance.md, PMOOE 1-3, and its conventions: "continuous-absence PMOOE",
     "leave overrun PMOOE" and "transition no-show PMOOE".
 
-    ``marks`` are ``(date, "AM" | "PM", code)`` in any order, codes from DOMAIN.md's list.
+    ``marks`` are ``(date, "AM" | "PM", code)`` in any order, codes from docs/guidance.md's list.
     ``leave_end`` is the last day of granted leave of absence (checks the leave rule);
     ``transition_start`` is the first day of the academic year for a pupil entering Year 3
     or Year 7 (checks the transition rule). Continuous absence is always checked.

@@ -248,14 +248,17 @@ def build_app(sb: Sandbox) -> FastAPI:  # noqa: C901 - one route table
     # ---- other LAs
     @app.post("/la/{la_code}/cme/v1/enquiries", tags=["other_la"])
     async def la_enquiry(la_code: str, enquiry: Enquiry) -> dict[str, Any]:
-        child = sb.match_person(enquiry.model_dump(mode="json", exclude_none=True))
+        asked = enquiry.model_dump(mode="json", exclude_none=True)
+        child = sb.match_person(asked)
         records = [r for r in (child.other_la if child else []) if r.la_code == la_code]
         if not records:
             return {"result": "no_match"}
+        # How the LA matched the child: on the UPN when one was sent, else names + DOB.
+        matched_on = "upn" if asked.get("upn") else "name_dob"
         out = []
         for r in records:
             rec: dict[str, Any] = {"type": r.kind, "since": r.since.isoformat(),
-                                   "safeguarding": r.safeguarding}
+                                   "safeguarding": r.safeguarding, "matched_on": matched_on}
             if r.kind == "on_roll":
                 rec["school_urn"] = r.school_urn
             else:

@@ -39,6 +39,8 @@ from models import (
 )
 from notifications import queue_notification
 from tasks._common import event, initials, match_key
+from tasks.school_updates import school_year_first_day
+from tasks.tracing import raise_concern
 
 __all__ = ["IntakeConfig", "IntakeReport", "ingest_batch", "ingest_records", "read_jsonl"]
 
@@ -145,14 +147,20 @@ def _parse(raw: str) -> tuple[ReferralIn | None, list[str]]:
 
 
 def _classify(rec: ReferralIn) -> tuple[str, str, str | None]:
-    """(category, reason code, Inclusion Support team or None)."""
-    on = rec.received_at.date()
+    """(category, reason code, Inclusion Support team or None).
+
+    The day is the London date the referral was received (as for the acknowledgement
+    clock). With register marks, the transition rule applies from the first day of that
+    school year for a pupil entering Year 3 or Year 7 (docs/guidance.md, PMOOE 3).
+    """
+    on = policy.london_date(rec.received_at)
     if rec.medical_absence and rec.on_roll:
         return "NOT_CME", "medical_absence", "medical_referrals"
     finding: policy.PmooeFinding | None = None
     if rec.attendance:
         finding = policy.assess_pmooe(
-            [(m.date, m.session, m.code) for m in rec.attendance], leave_end=rec.leave_end
+            [(m.date, m.session, m.code) for m in rec.attendance], leave_end=rec.leave_end,
+            transition_start=policy.transition_start(rec.child.dob, school_year_first_day(on)),
         )
     elif rec.kind is ReferralKind.PMOOE and rec.on_roll:
         # The school asserts the trigger on its form; without the register we take its word.
@@ -257,18 +265,16 @@ def _apply_update(session: Session, referral: Referral, rec: ReferralIn, cfg: In
 
 def _raise_safeguarding(session: Session, referral: Referral, cfg: IntakeConfig,
                         report: IntakeReport) -> None:
-    if referral.status is not CaseStatus.CLOSED:
-        referral.status = CaseStatus.ESCALATED
-    event(session, referral.id or 0, "safeguarding",
-          "Safeguarding concern: a person must review this case now (IARF to Children's "
-          "Services / police where appropriate)", rule="safeguarding")
-    queue_notification(
-        session, referral_id=referral.id, template=Template.safeguarding_task,
-        recipient=cfg.duty_inbox,
-        personalisation={"reference": referral.mendix_reference},
-        channel=NotificationChannel(cfg.channel),
-        idempotency_key=f"safeguarding:{referral.mendix_reference}:intake",
-    )
+    """The school's concern goes to a person: the case is escalated (a closed one reopens
+    as escalated: a concern is never decided away) and the duty inbox gets one task."""
+    if referral.status is CaseStatus.CLOSED:
+        event(session, referral.id or 0, "reopened",
+              "Reopened: the school raised a safeguarding concern on a closed case",
+              rule="safeguarding")
+        referral.closed_at = None
+        referral.closure_reason = None
+    referral.status = CaseStatus.ESCALATED
+    raise_concern(session, referral, "school", cfg.duty_inbox, NotificationChannel(cfg.channel))
     report.safeguarding += 1
 
 
@@ -330,13 +336,20 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str,
     )
 
     if category == "NOT_CME":
-        referral.status = CaseStatus.CLOSED
         referral.outcome = CaseOutcome.NOT_CME
-        referral.closure_reason = ClosureReason.not_cme
-        referral.closed_at = datetime.now(UTC)
-        referral.next_check_due = None
-        event(session, rid, "not_cme",
-              f"Not CME/PMOOE ({reason}); school signposted to {team or 'no team'}")
+        referral.next_check_due = None  # not missing education: never traced
+        if rec.safeguarding_concern:
+            # Never decided away: a person looks at the concern, and closes the case.
+            event(session, rid, "not_cme",
+                  f"Not CME/PMOOE ({reason}), but the school raised a safeguarding concern: "
+                  f"the case stays open for a person; school signposted to {team or 'no team'}")
+            _raise_safeguarding(session, referral, cfg, report)
+        else:
+            referral.status = CaseStatus.CLOSED
+            referral.closure_reason = ClosureReason.not_cme
+            referral.closed_at = datetime.now(UTC)
+            event(session, rid, "not_cme",
+                  f"Not CME/PMOOE ({reason}); school signposted to {team or 'no team'}")
         personalisation: dict[str, Any] = {**common, "reason": reason}
         if team:
             personalisation["signpost_team"] = team

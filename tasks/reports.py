@@ -3,7 +3,7 @@
 Every function takes the database URL, reads, and returns plain dataclasses (``to_jsonable``
 turns them into JSON-ready dicts). Nothing here writes.
 
-What may appear where (DOMAIN.md, Data protection):
+What may appear where (docs/guidance.md, Data protection):
 
 - :func:`list_cases`, :func:`list_outbox`, :func:`list_quarantined` (without ``include_raw``)
   and :func:`disclosure_audit` hold **no personal data**: references, codes, dates, counts,
@@ -37,10 +37,11 @@ from models import (
     NotificationStatus,
     QuarantinedRecord,
     Referral,
+    SafeguardingConcern,
     School,
     session_scope,
 )
-from policy import london_date
+from policy import LONDON, london_date
 
 __all__ = [
     "OPEN",
@@ -50,6 +51,7 @@ __all__ = [
     "CaseNotFound",
     "CaseSummary",
     "CheckRow",
+    "ConcernRow",
     "ConnectorDisclosures",
     "DisclosureAudit",
     "DisclosureRow",
@@ -58,11 +60,14 @@ __all__ = [
     "QuarantineRow",
     "acknowledgement_state",
     "case_detail",
+    "concern_summary",
+    "concerns_of",
     "count_cases",
     "disclosure_audit",
     "list_cases",
     "list_outbox",
     "list_quarantined",
+    "london_when",
     "to_jsonable",
 ]
 
@@ -194,6 +199,51 @@ class CheckRow:
 
 
 @dataclass(frozen=True)
+class ConcernRow:
+    """A safeguarding concern: who raised it (``school`` or an agency's name) and when."""
+
+    source: str
+    raised_by: str
+    raised_at: datetime
+
+
+def _raised_by(source: str) -> str:
+    return "the referring school" if source == "school" else f"agency {source}"
+
+
+def concerns_of(referral: Referral, rows: Sequence[SafeguardingConcern]) -> list[ConcernRow]:
+    """Every concern on a case, oldest first: the recorded ones, and the school's flag even
+    where no row records it (a case from before concerns were recorded)."""
+    out = [ConcernRow(c.source, _raised_by(c.source), c.raised_at) for c in rows]
+    if referral.safeguarding_concern and not any(c.source == "school" for c in out):
+        out.insert(0, ConcernRow("school", _raised_by("school"), referral.received_at))
+    return out
+
+
+def concern_summary(concerns: Sequence[ConcernRow], *, closed_at: datetime | None,
+                    closure_reason: str | None) -> str:
+    """What an officer reads about safeguarding on a case: who raised each concern and when,
+    and whether a person must still act (open) or a person closed the case."""
+    if not concerns:
+        return "no"
+    who = "; ".join(f"raised by {c.raised_by} on {_long_when(c.raised_at)}" for c in concerns)
+    if closed_at is not None:
+        return (f"{who}. Closed by an officer on {_long_when(closed_at)}"
+                + (f" ({closure_reason})" if closure_reason else ""))
+    return f"YES, {who}: a person must act"
+
+
+def _long_when(at: datetime) -> str:
+    return london_when(at)
+
+
+def london_when(at: datetime) -> str:
+    """``2 Dec 2026 07:00``: an instant as an officer reads it, in London time."""
+    local = at.astimezone(LONDON)
+    return f"{local.day} {local:%b %Y %H:%M}"
+
+
+@dataclass(frozen=True)
 class NotificationRow:
     id: int
     reference: str | None
@@ -221,7 +271,7 @@ class CaseDetail:
     classification_reason: str
     closure_reason: str | None
     missing_actions: list[str]
-    safeguarding_concern: bool
+    safeguarding_concern: bool  # any concern: the school's or an agency's
     school_urn: str
     school_name: str
     child_initials: str
@@ -234,6 +284,11 @@ class CaseDetail:
     tracing_rounds: int
     closed_at: datetime | None
     duplicate_of: str | None
+    proposed_outcome: str | None = None
+    proposed_at: datetime | None = None
+    confirmed_outcome: str | None = None
+    concerns: list[ConcernRow] = field(default_factory=list)
+    safeguarding: str = "no"
     timeline: list[CaseEventRow] = field(default_factory=list)
     checks: list[CheckRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
@@ -271,6 +326,9 @@ def case_detail(db_url: str, reference: str, *, today: date) -> CaseDetail:
             select(Notification).where(Notification.referral_id == referral.id)
             .order_by(col(Notification.created_at), col(Notification.id))
         ).all()
+        concerns = concerns_of(referral, session.exec(
+            select(SafeguardingConcern).where(SafeguardingConcern.referral_id == referral.id)
+            .order_by(col(SafeguardingConcern.raised_at), col(SafeguardingConcern.id))).all())
         return CaseDetail(
             reference=referral.mendix_reference,
             kind=str(referral.kind),
@@ -281,7 +339,7 @@ def case_detail(db_url: str, reference: str, *, today: date) -> CaseDetail:
             classification_reason=referral.classification_reason,
             closure_reason=_str(referral.closure_reason),
             missing_actions=list(referral.missing_actions),
-            safeguarding_concern=referral.safeguarding_concern,
+            safeguarding_concern=referral.safeguarding_concern or bool(concerns),
             school_urn=school.urn,
             school_name=school.name,
             child_initials=_initials(child),
@@ -295,6 +353,12 @@ def case_detail(db_url: str, reference: str, *, today: date) -> CaseDetail:
             tracing_rounds=referral.tracing_rounds,
             closed_at=referral.closed_at,
             duplicate_of=duplicate_of,
+            proposed_outcome=_str(referral.proposed_outcome),
+            proposed_at=referral.proposed_at,
+            confirmed_outcome=_str(referral.confirmed_outcome),
+            concerns=concerns,
+            safeguarding=concern_summary(concerns, closed_at=referral.closed_at,
+                                         closure_reason=_str(referral.closure_reason)),
             timeline=[CaseEventRow(at=e.at, kind=e.kind, rule=e.rule, text=e.text,
                                    actor=e.actor) for e in events],
             checks=[_check_row(c) for c in checks],

@@ -16,7 +16,8 @@ from notifications import queue_notification
 from tasks._common import initials
 from tasks.tracing import TRACEABLE
 
-__all__ = ["HalfTerm", "current_half_term", "half_terms", "queue_school_updates"]
+__all__ = ["HalfTerm", "current_half_term", "half_terms", "queue_school_updates",
+           "school_year_first_day"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,16 @@ def current_half_term(today: date, terms: list[HalfTerm] | None = None) -> HalfT
         if h.start <= today <= h.end:
             return h
     return None
+
+
+def school_year_first_day(on: date, terms: list[HalfTerm] | None = None) -> date:
+    """The first day of the school year (1 Sep - 31 Aug) that ``on`` falls in: the start of
+    its first half-term in the term dates, or 1 September when the term dates do not cover
+    that year (the transition rule then takes the first school day on the register)."""
+    year = on.year if on.month >= 9 else on.year - 1
+    first, last = date(year, 9, 1), date(year + 1, 8, 31)
+    starts = [h.start for h in (terms or half_terms()) if first <= h.start <= last]
+    return min(starts) if starts else first
 
 
 def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: str

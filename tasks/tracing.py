@@ -13,7 +13,6 @@ longer due (its ``next_check_due`` has moved on).
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from connectors import (
 from connectors import (
     Connector,
     Enquiry,
+    Evidence,
     TraceSubject,
     load_enabled,
     run_connector,
@@ -47,6 +47,7 @@ from models import (
     Child,
     NotificationChannel,
     Referral,
+    SafeguardingConcern,
     School,
     Template,
     get_engine,
@@ -60,12 +61,20 @@ __all__ = [
     "ChunkReport",
     "DecideReport",
     "TraceConfig",
+    "case_facts",
     "decide_chunk",
     "decide_referrals",
+    "latest_results",
+    "policy_results",
+    "raise_concern",
+    "record_decision",
     "select_due",
     "trace_chunk",
     "trace_referrals",
 ]
+
+#: ``connector_version`` of a check an officer typed in (``record-agency-response``).
+OFFICER_RECORDED = "officer"
 
 #: Cases the nightly run looks at (when due). Closed cases are never traced.
 TRACEABLE = (
@@ -84,7 +93,13 @@ TRACEABLE = (
 
 @dataclass(frozen=True)
 class TraceConfig:
-    """Plain values a tracing task needs (tasks get ids and config, never clients)."""
+    """Plain values a tracing task needs (tasks get ids and config, never clients).
+
+    ``connectors`` are the agencies asked now (an officer's trace may ask fewer);
+    ``enabled_connectors`` every agency this deployment enables: the rulebook waits for all
+    of them, whatever one trace asked (empty: the same as ``connectors``).
+    ``official_connectors`` are the enabled ones answering from official records.
+    """
 
     db_url: str
     connectors: tuple[str, ...]
@@ -97,6 +112,14 @@ class TraceConfig:
     la_name: str = "Hampshire County Council"
     other_la_contacts: dict[str, str] = field(default_factory=dict)
     sandbox_world: str | None = None
+    enabled_connectors: tuple[str, ...] = ()
+    official_connectors: tuple[str, ...] = ()
+    automatic_outcomes: tuple[str, ...] = tuple(sorted(policy.AUTOMATIC_OUTCOMES))
+    match_threshold: float = policy.DEFAULT_MATCH_THRESHOLD
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        return frozenset(self.enabled_connectors or self.connectors)
 
 
 @dataclass
@@ -186,7 +209,7 @@ def _failed_poll(chk: Check) -> bool:
     return chk.outcome is CheckOutcome.ERROR and not (chk.error_code or "").startswith("http_4")
 
 
-def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, run_id: str
+def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, cfg: TraceConfig
                ) -> dict[str, Any]:
     res = o.result
     return {
@@ -194,7 +217,8 @@ def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, run_id: str
         "connector": o.connector,
         "connector_version": o.connector_version,
         "round": round_,
-        "run_id": run_id,
+        "run_id": cfg.run_id,
+        "traced_on": cfg.today,
         "fields_disclosed": list(o.disclosed_fields),
         "outcome": CheckOutcome(res.outcome.value),
         "evidence": {"items": [e.model_dump(mode="json") for e in res.evidence]}
@@ -262,7 +286,8 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
                 carried.append({
                     "referral_id": r.id, "connector": connector_name,
                     "connector_version": prev.connector_version, "round": rounds[r.id],
-                    "run_id": cfg.run_id, "fields_disclosed": [], "outcome": prev.outcome,
+                    "run_id": cfg.run_id, "traced_on": cfg.today, "fields_disclosed": [],
+                    "outcome": prev.outcome,
                     "evidence": prev.evidence, "agency_reference": prev.agency_reference,
                     "expected_by": prev.expected_by, "error_kind": None, "error_code": None,
                     "checked_at": datetime.now(UTC),
@@ -276,7 +301,7 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
 
     check_rows = [
         _check_row(o, by_ref[o.subject_reference].id or 0,
-                   rounds[by_ref[o.subject_reference].id], cfg.run_id)
+                   rounds[by_ref[o.subject_reference].id], cfg)
         for o in outcomes
     ] + carried
     with session_scope(cfg.db_url) as s:
@@ -302,50 +327,50 @@ async def trace_chunk(connector_name: str, referral_ids: list[int], cfg: TraceCo
 
 # --- deciding --------------------------------------------------------------------------
 
-_ADDR = re.compile(r"[^A-Z0-9]")
 
-
-def _result_for_policy(chk: Check) -> policy.CheckResult:
+def policy_results(chk: Check, official: frozenset[str]) -> tuple[policy.CheckResult, ...]:
+    """A recorded check as the rulebook's results: every finding, read back through the
+    typed :class:`connectors.Evidence` model (none is dropped)."""
     items = (chk.evidence or {}).get("items", []) if chk.evidence else []
-    la = urn = postcode = addr = country = ctf = None
-    departure = seen = None
-    safeguarding = False
-    for e in items:
-        safeguarding = safeguarding or bool(e.get("safeguarding"))
-        if e.get("kind") == "on_roll" and e.get("on_roll", True) is not False:
-            urn = urn or e.get("school_urn")
-            la = la or e.get("la_code")
-        if e.get("kind") in ("resident", "address"):
-            la = la or e.get("la_code")
-            postcode = postcode or e.get("postcode")
-            if e.get("address") or e.get("postcode"):
-                addr = addr or _ADDR.sub("", f"{e.get('address') or ''}{e.get('postcode') or ''}"
-                                         .upper())
-        if e.get("kind") == "departure":
-            departure = date.fromisoformat(e["departure_date"])
-            country = e.get("departure_country")
-        if e.get("kind") == "arrival" and e.get("departure_date"):
-            seen = date.fromisoformat(e["departure_date"])
-        if e.get("kind") == "ctf":
-            ctf = e.get("ctf_destination_la") or e.get("ctf_destination")
-        if e.get("date_seen") and e.get("kind") in ("resident", "address", "on_roll"):
-            d = date.fromisoformat(e["date_seen"])
-            seen = max(seen, d) if seen else d
-    return policy.CheckResult(
-        connector=chk.connector, outcome=policy.CheckOutcome(chk.outcome.value), la_code=la,
-        school_urn=urn, address_key=addr, postcode=postcode, departure_date=departure,
-        departure_country=country, seen_on=seen, ctf_destination=ctf,
-        safeguarding=safeguarding, expected_by=chk.expected_by,
+    evidence = [Evidence.model_validate(item) for item in items]
+    return policy.results_from_evidence(
+        chk.connector, chk.outcome.value, evidence, expected_by=chk.expected_by,
+        official=chk.connector in official,
     )
 
 
-def _resolution_step(outcome: str) -> str:
-    return {
-        "on_roll_elsewhere": "on_roll_elsewhere",
-        "resident_other_la": "resident_other_la",
-        "left_uk": "left_uk",
-        "whereabouts_unknown": "whereabouts_unknown",
-    }.get(outcome, outcome)
+def case_facts(r: Referral, school: School, all_checks: Sequence[Check], cfg: TraceConfig,
+               concerns: Iterable[str] = ()) -> policy.CaseFacts:
+    """The rulebook's facts for one case: counted rounds (policy.complete_rounds, less those
+    an officer set aside), the sources of its recorded safeguarding ``concerns``, and what
+    an officer confirmed or rejected."""
+    answers = [policy.Answer(c.round, c.connector, c.outcome.value,
+                             c.traced_on or policy.london_date(c.checked_at))
+               for c in all_checks]
+    counted = policy.complete_rounds(answers, cfg.enabled)
+    return policy.CaseFacts(
+        reference=r.mendix_reference, school_urn=school.urn,
+        received=policy.london_date(r.received_at), safeguarding=r.safeguarding_concern,
+        home_la=cfg.home_la, school_la=school.la_code,
+        rounds=max(0, counted - r.rounds_set_aside), enabled_connectors=cfg.enabled,
+        concerns=frozenset(concerns),
+        confirmed_outcome=policy.CaseOutcome(r.confirmed_outcome.value)
+        if r.confirmed_outcome else None,
+        confirmed_findings=frozenset(r.confirmed_findings or ()),
+        rejected_findings=frozenset(r.rejected_findings or ()),
+    )
+
+
+def latest_results(all_checks: Sequence[Check], cfg: TraceConfig) -> list[policy.CheckResult]:
+    """Every finding of each connector's latest check (latest round wins): the enabled
+    connectors', and any answer an officer recorded (whichever agency gave it)."""
+    latest: dict[str, Check] = {}
+    for c in sorted(all_checks, key=lambda c: (c.round, c.id or 0)):
+        latest[c.connector] = c
+    official = frozenset(cfg.official_connectors)
+    return [res for name, c in latest.items()
+            if name in cfg.enabled or c.connector_version == OFFICER_RECORDED
+            for res in policy_results(c, official)]
 
 
 def decide_referrals(referral_ids: Sequence[int], cfg: TraceConfig) -> DecideReport:
@@ -353,7 +378,6 @@ def decide_referrals(referral_ids: Sequence[int], cfg: TraceConfig) -> DecideRep
     the outbox rows in one transaction per chunk."""
     report = DecideReport()
     channel = NotificationChannel(cfg.channel)
-    enabled = frozenset(cfg.connectors)
     with session_scope(cfg.db_url) as s:
         rows = s.exec(
             select(Referral, Child, School)
@@ -362,43 +386,67 @@ def decide_referrals(referral_ids: Sequence[int], cfg: TraceConfig) -> DecideRep
             .where(col(Referral.id).in_(list(referral_ids)),
                    col(Referral.status).in_(TRACEABLE))
         ).all()
-        checks: dict[int, dict[str, Check]] = defaultdict(dict)
+        checks: dict[int, list[Check]] = defaultdict(list)
         for chk in s.exec(
             select(Check).where(col(Check.referral_id).in_(list(referral_ids)))
             .order_by(col(Check.round), col(Check.id))
         ):
-            checks[chk.referral_id][chk.connector] = chk  # latest round per connector wins
+            checks[chk.referral_id].append(chk)
+        concerns: dict[int, set[str]] = defaultdict(set)
+        for rid_, source in s.exec(
+            select(SafeguardingConcern.referral_id, SafeguardingConcern.source)
+            .where(col(SafeguardingConcern.referral_id).in_(list(referral_ids)))
+        ):
+            concerns[rid_].add(source)
         for r, child, school in rows:
             rid = r.id or 0
             this_round = r.tracing_rounds + 1
-            latest = checks.get(rid, {})
-            if not any(c.round == this_round for c in latest.values()):
+            mine = checks.get(rid, [])
+            if not any(c.round == this_round for c in mine):
                 continue  # nothing asked this round (e.g. no connector ran): nothing to decide
-            facts = policy.CaseFacts(
-                reference=r.mendix_reference, school_urn=school.urn,
-                received=policy.london_date(r.received_at), safeguarding=r.safeguarding_concern,
-                home_la=cfg.home_la, school_la=school.la_code, rounds=this_round,
-                enabled_connectors=enabled,
-            )
-            results = [_result_for_policy(c) for name, c in latest.items() if name in enabled]
-            d = policy.decide(facts, results, cfg.today, min_rounds=cfg.min_rounds)
-            before = r.status
+            facts = case_facts(r, school, mine, cfg, concerns.get(rid, ()))
+            d = policy.decide(facts, latest_results(mine, cfg), cfg.today,
+                              min_rounds=cfg.min_rounds, automatic=cfg.automatic_outcomes,
+                              match_threshold=cfg.match_threshold)
             r.tracing_rounds = this_round
-            r.status = CaseStatus(d.status)
-            r.outcome = CaseOutcome(d.outcome) if d.outcome else None
-            r.decision_rule = str(d.rule)
-            r.next_check_due = policy.next_check_due(str(d.status), cfg.today)
-            r.updated_at = datetime.now(UTC)
             report.decided += 1
             report.statuses[str(d.status)] += 1
             report.rules[str(d.rule)] += 1
-            change = f"{before.value} → {d.status}" if before.value != str(d.status) else \
-                f"stays {d.status}"
-            event(s, rid, "decision",
-                  f"Round {this_round}: rule {d.rule}; {change}"
-                  + (f"; outcome {d.outcome}" if d.outcome else ""), rule=str(d.rule))
-            report.notifications_queued += _act(s, r, child, school, d, cfg, channel, report)
+            report.notifications_queued += record_decision(
+                s, r, child, school, d, cfg, channel, report=report,
+                heading=f"Round {this_round}")
     return report
+
+
+def record_decision(s: Session, r: Referral, child: Child, school: School, d: policy.Decision,
+                    cfg: TraceConfig, channel: NotificationChannel, *, heading: str,
+                    report: DecideReport | None = None, actor: str = "system") -> int:
+    """Write a decision to the case (status, outcome, proposal, timeline) and take its
+    actions; returns how many notifications were queued. Used by the nightly decision and
+    by an officer's decision alike."""
+    rid = r.id or 0
+    before = r.status
+    r.status = CaseStatus(d.status)
+    r.outcome = CaseOutcome(d.outcome) if d.outcome else None
+    r.decision_rule = str(d.rule)
+    r.next_check_due = policy.next_check_due(str(d.status), cfg.today)
+    r.updated_at = datetime.now(UTC)
+    proposed = CaseOutcome(d.proposed) if d.proposed else None
+    if proposed is not None and (proposed is not r.proposed_outcome
+                                 or list(d.findings) != list(r.proposal_findings or [])):
+        r.proposed_at = datetime.now(UTC)
+    r.proposed_outcome = proposed
+    r.proposal_findings = list(d.findings) if proposed else []
+    if proposed is None:
+        r.proposed_at = None
+    change = f"{before.value} → {d.status}" if before.value != str(d.status) else \
+        f"stays {d.status}"
+    event(s, rid, "decision",
+          f"{heading}: rule {d.rule}; {change}"
+          + (f"; outcome {d.outcome}" if d.outcome else "")
+          + (f"; proposed {d.proposed}, waiting for an officer's decision" if d.proposed
+             else ""), rule=str(d.rule), actor=actor)
+    return _act(s, r, child, school, d, cfg, channel, report or DecideReport())
 
 
 def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decision,
@@ -407,32 +455,41 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
     ref = r.mendix_reference
     common = {"reference": ref, "initials": initials(child), "school_name": school.name}
     queued = 0
+    told_las = {a.la_code for a in d.actions
+                if a.kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code
+                and a.la_code in cfg.other_la_contacts}
     for a in d.actions:
         kind = a.kind
         if kind is policy.ActionKind.NOTIFY_SCHOOL and d.outcome:
+            other_la = next((x.la_code for x in d.actions
+                             if x.kind is policy.ActionKind.NOTIFY_OTHER_LA), None)
+            personalisation: dict[str, Any] = {**common, "outcome": str(d.outcome)}
+            if other_la:
+                personalisation["other_la_code"] = other_la
+                personalisation["other_la_told"] = other_la in told_las
             queued += queue_notification(
                 s, referral_id=rid, template=Template.resolution, recipient=school.email,
-                personalisation={**common, "outcome": str(d.outcome)},
+                personalisation=personalisation,
                 channel=channel, idempotency_key=f"resolution:{ref}:{d.outcome}",
             )
         elif kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code:
-            recipient = cfg.other_la_contacts.get(a.la_code, cfg.duty_inbox)
+            contact = cfg.other_la_contacts.get(a.la_code)
             queued += queue_notification(
-                s, referral_id=rid, template=Template.inter_la, recipient=recipient,
+                s, referral_id=rid, template=Template.inter_la,
+                recipient=contact or cfg.duty_inbox,
                 personalisation={"reference": ref, "initials": initials(child),
-                                 "other_la_code": a.la_code, "la_name": cfg.la_name},
+                                 "other_la_code": a.la_code, "la_name": cfg.la_name,
+                                 "forward": contact is None},
                 channel=channel, idempotency_key=f"inter_la:{ref}:{a.la_code}",
             )
+            if contact is None:
+                event(s, rid, "inter_la_forward",
+                      f"No CME team contact held for LA {a.la_code}: the message went to the "
+                      "duty inbox to forward (add the LA to CME_OTHER_LA_CONTACTS)",
+                      rule=str(d.rule))
         elif kind is policy.ActionKind.SAFEGUARDING_TASK:
-            if queue_notification(
-                s, referral_id=rid, template=Template.safeguarding_task,
-                recipient=cfg.duty_inbox, personalisation={"reference": ref},
-                channel=channel, idempotency_key=f"safeguarding:{ref}:tracing",
-            ):
-                queued += 1
-                event(s, rid, "safeguarding",
-                      "Safeguarding concern raised by tracing: a person must review now",
-                      rule="safeguarding")
+            queued += raise_concern(s, r, a.connector or "school", cfg.duty_inbox, channel,
+                                    round_=r.tracing_rounds, rule=str(d.rule))
         elif kind is policy.ActionKind.CHASE_DEFERRED:
             report.chases += 1
             event(s, rid, "chase",
@@ -444,12 +501,39 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
                   f"{a.destination}", rule=str(d.rule))
         elif kind is policy.ActionKind.RECOMMEND_JOINT_DELETION:
             event(s, rid, "recommendation",
-                  "Recommend a joint deletion decision with the school (9(1)(h)/(i))",
+                  "Joint deletion decision made with the school (9(1)(h)/(i))",
                   rule=str(d.rule))
         elif kind is policy.ActionKind.OFFICER_REVIEW:
-            event(s, rid, "officer_review", "An officer must review this case",
-                  rule=str(d.rule))
+            what = (f"confirm or reject the proposed {d.proposed} (decide-case)"
+                    if d.proposed else "review this case")
+            event(s, rid, "officer_review", f"An officer must {what}", rule=str(d.rule))
     return int(queued)
+
+
+def raise_concern(s: Session, r: Referral, source: str, duty_inbox: str,
+                  channel: NotificationChannel, *, round_: int | None = None,
+                  rule: str = "safeguarding") -> int:
+    """Record a safeguarding concern from ``source`` (``school`` or an agency) and send the
+    duty inbox one task for it — once per concern, however often it is repeated. Returns 1
+    if a task was queued now."""
+    rid = r.id or 0
+    new = insert_ignoring_duplicates(s, SafeguardingConcern.__table__,  # type: ignore[attr-defined]
+                                     [{"referral_id": rid, "source": source, "round": round_,
+                                       "raised_at": datetime.now(UTC)}])
+    if not new:
+        return 0
+    who = "the referring school" if source == "school" else f"agency {source}"
+    event(s, rid, "safeguarding",
+          f"Safeguarding concern raised by {who}: a person must review this case now (IARF to "
+          "Children's Services / police where appropriate)", rule=rule)
+    # The school's concern keeps intake's key, so a school concern gets one task in all.
+    key = f"safeguarding:{r.mendix_reference}:" + ("intake" if source == "school"
+                                                    else f"agency:{source}")
+    return int(queue_notification(
+        s, referral_id=rid, template=Template.safeguarding_task, recipient=duty_inbox,
+        personalisation={"reference": r.mendix_reference, "raised_by": source},
+        channel=channel, idempotency_key=key,
+    ))
 
 
 @task(name="decide-chunk", cache_policy=NO_CACHE, persist_result=False,

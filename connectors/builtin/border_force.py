@@ -27,6 +27,9 @@ class BorderForceConnector(DeferredAgencyConnector):
     request_fields = ("forename", "surname", "dob", "sex")
     rate_limit = 20.0
     max_concurrency = 5
+    # Answers a formal request from its own records: strong evidence, though it matches on
+    # names and date of birth (docs/connectors.md, "How the rulebook uses evidence").
+    official = True
 
     def parse_answer(self, data: dict[str, Any]) -> list[Evidence]:
         movements = data.get("movements")
@@ -40,6 +43,7 @@ class BorderForceConnector(DeferredAgencyConnector):
                 raise MalformedResponse("border_force: unknown movement direction")
             out.append(Evidence(
                 kind=direction, source="Border Force", departure_date=as_date(m.get("date")),
+                match_basis="demographic",
                 departure_country=m.get("country"), date_seen=as_date(m.get("date")),
             ))
         return out

@@ -26,13 +26,16 @@ class DWPConnector(DeferredAgencyConnector):
     request_fields = ("forename", "surname", "dob", "postcode")
     rate_limit = 20.0
     max_concurrency = 5
+    # Answers a formal request from its own records: strong evidence, though it matches on
+    # names and date of birth (docs/connectors.md, "How the rulebook uses evidence").
+    official = True
 
     def parse_answer(self, data: dict[str, Any]) -> list[Evidence]:
         address = as_dict(data.get("address"))
         if not (address.get("line1") or address.get("postcode")):
             raise MalformedResponse("dwp: match without an address")
         return [Evidence(
-            kind="address", source="DWP", address_type="current",
+            kind="address", source="DWP", address_type="current", match_basis="demographic",
             address=address.get("line1"), town=address.get("town"),
             postcode=address.get("postcode"), la_code=address.get("la_code"),
             date_seen=as_date(data.get("recorded_on")),

@@ -93,8 +93,10 @@ class HousingConnector(Connector):
                 m = as_dict(raw)
                 if m.get("address_type") not in ("current", "forwarding"):
                     raise MalformedResponse("housing: unknown address_type")
+                # Councils match on a family name and an address: never an identifier.
                 out.append(Evidence(
                     kind="address", source=source, address_type=m["address_type"],
+                    match_basis="demographic",
                     address=m.get("address_line"), town=m.get("town"),
                     postcode=m.get("postcode"), la_code=m.get("la_code"),
                     date_seen=as_date(m.get("recorded_on")),

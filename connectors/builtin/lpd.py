@@ -90,6 +90,9 @@ class LPDConnector(Connector):
             await http.post(self.url("s2s/v1/lost-pupils/search"), json=body), (200,)
         )
         evidence = parse_lpd_response(response.content)
+        # The LPD matched on what it was asked: the UPN (an identifier) or names + DOB.
+        basis = "identifier" if upn else "demographic"
+        evidence = [e.model_copy(update={"match_basis": basis}) for e in evidence]
         return Result.found(evidence) if evidence else Result.not_found()
 
     async def health(self, http: AgencyHTTP) -> str:

@@ -6,8 +6,13 @@ the child is on a school roll or resident in its area. Wire API (``sandbox/opena
     POST {la_base}/cme/v1/enquiries  {"forename", "surname", "dob", "upn"}   (values present)
     200 {"result": "no_match"}
     200 {"result": "match", "records": [
-          {"type": "on_roll", "school_urn": "123456", "since": "2026-01-05", "safeguarding": false},
-          {"type": "resident", "address_line": "...", "postcode": "...", "since": "..."}]}
+          {"type": "on_roll", "school_urn": "123456", "since": "2026-01-05", "safeguarding": false,
+           "matched_on": "upn"},
+          {"type": "resident", "address_line": "...", "postcode": "...", "since": "...",
+           "matched_on": "name_dob"}]}
+
+``matched_on`` says how the LA matched the child: ``upn`` (or ``nhs_number``) is an
+identifier match; anything else, or nothing, is read as demographic (names and date of birth).
     GET  {la_base}/cme/v1/health      200 {"status": "ok"}
 """
 
@@ -79,8 +84,10 @@ class OtherLAConnector(Connector):
         for raw in records:
             rec = as_dict(raw)
             kind = rec.get("type")
+            basis = ("identifier" if rec.get("matched_on") in ("upn", "nhs_number")
+                     else "demographic")
             common = {"source": f"LA {la_code}", "la_code": la_code,
-                      "date_seen": as_date(rec.get("since")),
+                      "date_seen": as_date(rec.get("since")), "match_basis": basis,
                       "safeguarding": bool(rec.get("safeguarding", False))}
             if kind == "on_roll":
                 out.append(Evidence(kind="on_roll", on_roll=True,

@@ -35,7 +35,8 @@ class TestOtherLAConformance(ConnectorConformance):
     def found_route(self, router: respx.MockRouter) -> None:
         router.post(f"{LA_BASE}/cme/v1/enquiries").respond(200, json={
             "result": "match",
-            "records": [{"type": "on_roll", "school_urn": "145678", "since": "2026-01-12"}],
+            "records": [{"type": "on_roll", "school_urn": "145678", "since": "2026-01-12",
+                         "matched_on": "upn"}],
         })
 
     def not_found_route(self, router: respx.MockRouter) -> None:
@@ -45,6 +46,7 @@ class TestOtherLAConformance(ConnectorConformance):
         (ev,) = result.evidence
         assert (ev.kind, ev.school_urn, ev.la_code, ev.on_roll) == ("on_roll", "145678", "852",
                                                                     True)
+        assert ev.match_basis == "identifier"  # the LA said it matched on the UPN
 
 
 class TestHousingConformance(ConnectorConformance):
@@ -67,6 +69,7 @@ class TestHousingConformance(ConnectorConformance):
         (ev,) = result.evidence
         assert (ev.kind, ev.address_type, ev.la_code) == ("address", "forwarding", "850")
         assert ev.source == "Eastleigh Borough Council"
+        assert ev.match_basis == "demographic"  # councils match on a family name and address
 
 
 class TestLPDConformance(ConnectorConformance):
@@ -106,6 +109,7 @@ class TestDWPConformance(ConnectorConformance):
         (ev,) = result.evidence
         assert (ev.kind, ev.la_code, ev.source) == ("address", "383", "DWP")
         assert result.agency_reference == "REF-20260302-1"
+        assert ev.match_basis == "demographic" and DWPConnector.official
 
 
 class TestBorderForceConformance(ConnectorConformance):
@@ -123,5 +127,48 @@ class TestBorderForceConformance(ConnectorConformance):
         (ev,) = result.evidence
         assert (ev.kind, ev.departure_country, str(ev.departure_date)) == (
             "departure", "PL", "2026-01-20")
+        assert ev.match_basis == "demographic" and BorderForceConnector.official
 
 
+
+
+# --- how each built-in says it matched the child (issue 14, point 8) ---------------------
+
+
+async def _search(connector, subject):  # type: ignore[no-untyped-def]
+    from connectors import run_connector
+
+    (outcome,) = await run_connector(connector, [subject])
+    return outcome.result
+
+
+async def test_other_la_reports_the_match_basis_the_la_gives() -> None:
+    from connectors import TraceSubject
+
+    subject = TraceSubject(reference="CME-1", forename="A", surname="B",
+                           dob="2015-01-01")  # type: ignore[arg-type]
+    for said, basis in (("upn", "identifier"), ("nhs_number", "identifier"),
+                        ("name_dob", "demographic"), (None, "demographic")):
+        with respx.mock(assert_all_called=True) as router:
+            record = {"type": "resident", "postcode": "GU1 1AA", "since": "2026-01-12"}
+            if said:
+                record["matched_on"] = said
+            router.post(f"{LA_BASE}/cme/v1/enquiries").respond(
+                200, json={"result": "match", "records": [record]})
+            result = await _search(OtherLAConnector(OtherLASettings(las={"852": LA_BASE})),
+                                   subject)
+        assert result.evidence[0].match_basis == basis, said
+
+
+async def test_lpd_matches_on_the_upn_when_it_has_one_and_on_names_otherwise() -> None:
+    from connectors import TraceSubject
+
+    with_upn = TraceSubject(reference="CME-1", upn="H801200001001")
+    names_only = TraceSubject(reference="CME-2", forename="A", surname="B",
+                              dob="2015-01-01")  # type: ignore[arg-type]
+    for subject, basis in ((with_upn, "identifier"), (names_only, "demographic")):
+        with respx.mock() as router:
+            router.post(f"{LPD_BASE}/s2s/v1/lost-pupils/search").respond(
+                200, content=CTF_FOUND, headers={"content-type": "application/xml"})
+            result = await _search(LPDConnector(ConnectorSettings(base_url=LPD_BASE)), subject)
+        assert result.evidence[0].match_basis == basis

@@ -6,9 +6,15 @@ from __future__ import annotations
 import pytest
 from prefect.utilities.callables import parameter_schema
 
-from flows.adhoc import case_report, close_case, record_agency_response, trace_referral
+from flows.adhoc import (
+    case_report,
+    close_case,
+    decide_case,
+    record_agency_response,
+    trace_referral,
+)
 
-OFFICER_FLOWS = [trace_referral, record_agency_response, close_case, case_report]
+OFFICER_FLOWS = [trace_referral, record_agency_response, decide_case, close_case, case_report]
 
 
 @pytest.mark.parametrize("flow", OFFICER_FLOWS, ids=lambda f: f.name)

@@ -160,8 +160,8 @@ def test_half_termly_update_items_are_checked_key_by_key() -> None:
     [
         ("located", ["9(1)(a)"]),
         ("on_roll_elsewhere", ["9(1)(a)"]),
-        ("transferred", ["(LA 852)", "told that authority"]),
-        ("resident_other_la", ["told that authority"]),
+        ("transferred", ["(LA 852)", "written to that authority"]),
+        ("resident_other_la", ["written to that authority"]),
         ("left_uk", ["Lost Pupil Database", "MMM"]),
         (
             "whereabouts_unknown",
@@ -170,11 +170,38 @@ def test_half_termly_update_items_are_checked_key_by_key() -> None:
     ],
 )
 def test_resolution_tells_the_school_its_next_step(outcome: str, must_say: list[str]) -> None:
-    out = render(Template.resolution, {**SCHOOL, "outcome": outcome, "other_la_code": "852"})
+    out = render(Template.resolution, {**SCHOOL, "outcome": outcome, "other_la_code": "852",
+                                       "other_la_told": True})
     for phrase in must_say:
         assert phrase in out.body
     others = {"9(1)(a)", "MMM", "XXX"} - set(must_say)
     assert not any(o in out.body for o in others)
+
+
+def test_a_transfer_letter_claims_no_message_we_could_not_send() -> None:
+    # Issue 14, point 7: with no contact for that LA the school must not read "we have told".
+    out = render(Template.resolution, {**SCHOOL, "outcome": "resident_other_la",
+                                       "other_la_code": "852", "other_la_told": False})
+    assert "written to" not in out.body and "told" not in out.body
+    assert "passing the case to that authority" in out.body
+
+
+def test_an_inter_la_message_without_a_contact_says_what_to_forward_and_to_whom() -> None:
+    body = {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852"}
+    forwarded = render(Template.inter_la, {**body, "forward": True})
+    assert forwarded.subject.startswith("PLEASE FORWARD to LA 852")
+    assert "forward the message below" in forwarded.body
+    assert "LA 852" in forwarded.body and "CME_OTHER_LA_CONTACTS" in forwarded.body
+    direct = render(Template.inter_la, {**body, "forward": False})
+    assert "FORWARD" not in direct.subject and "forward" not in direct.body.lower()
+
+
+def test_the_safeguarding_task_names_who_raised_the_concern() -> None:
+    out = render(Template.safeguarding_task, {"reference": "CME-2026-0042", "raised_by": "dwp"})
+    assert "raised by agency dwp" in out.body
+    school = render(Template.safeguarding_task,
+                    {"reference": "CME-2026-0042", "raised_by": "school"})
+    assert "raised by the referring school" in school.body
 
 
 def test_resolution_subjects_differ_by_outcome() -> None:

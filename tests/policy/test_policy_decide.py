@@ -17,6 +17,7 @@ from policy import (
     CheckOutcome,
     CheckResult,
     Decision,
+    MatchBasis,
     Rule,
     decide,
     next_check_due,
@@ -37,7 +38,14 @@ REVIEW = Action(kind=ActionKind.OFFICER_REVIEW)
 
 
 def found(connector: str, **evidence: object) -> CheckResult:
+    """A strong finding (matched on an identifier), unless the test says otherwise: these
+    tests are about which rule the evidence fires; weak evidence is tested below."""
+    evidence.setdefault("match_basis", MatchBasis.IDENTIFIER)
     return CheckResult(connector=connector, outcome=CheckOutcome.FOUND, **evidence)  # type: ignore[arg-type]
+
+
+def weak(connector: str, **evidence: object) -> CheckResult:
+    return found(connector, match_basis=MatchBasis.DEMOGRAPHIC, **evidence)
 
 
 def nf(connector: str) -> CheckResult:
@@ -90,7 +98,8 @@ SURREY_RESIDENT = found("other_la", la_code="936")
                 status=CaseStatus.ESCALATED,
                 outcome=None,
                 rule=Rule.SAFEGUARDING,
-                actions=(Action(kind=ActionKind.SAFEGUARDING_TASK),),
+                # Issue 14: the task names the agency that raised the concern.
+                actions=(Action(kind=ActionKind.SAFEGUARDING_TASK, connector="dwp"),),
             ),
             id="safeguarding-flagged-by-an-agency",
         ),
@@ -215,17 +224,20 @@ SURREY_RESIDENT = found("other_la", la_code="936")
         pytest.param(
             CASE,
             all_not_found(),
+            # Issue 14, point 10: only proposed; the letters wait for an officer.
             Decision(
-                status=CaseStatus.WHEREABOUTS_UNKNOWN,
-                outcome=CaseOutcome.WHEREABOUTS_UNKNOWN,
+                status=CaseStatus.NEEDS_REVIEW,
+                outcome=None,
                 rule=Rule.WHEREABOUTS_UNKNOWN,
-                actions=(
+                actions=(REVIEW,),
+                proposed=CaseOutcome.WHEREABOUTS_UNKNOWN,
+                on_confirm=(
                     SCHOOL,
                     Action(kind=ActionKind.RECOMMEND_JOINT_DELETION, school_urn="116000"),
                     Action(kind=ActionKind.RECOMMEND_LPD_UPLOAD, destination="XXX"),
                 ),
             ),
-            id="whereabouts-unknown",
+            id="whereabouts-unknown-is-proposed",
         ),
         pytest.param(
             CASE,
@@ -252,6 +264,8 @@ TRIGGERS: dict[Rule, tuple[dict[str, object], list[CheckResult]]] = {
             found("district2", la_code="851", address_key="b"),
         ],
     ),
+    # A weak finding of the same school ON_ROLL_SURREY names (so with it there is one school).
+    Rule.POSSIBLE_MATCH: ({}, [weak("lpd3", school_urn="125111", la_code="936")]),
     Rule.LEFT_UK: ({}, [DEPARTED]),
     # Residence seen before DEPARTED's departure date, so it does not block left_uk.
     Rule.TRANSFERRED: ({}, [found("dwp", la_code="936", seen_on=date(2026, 1, 5))]),
@@ -259,6 +273,7 @@ TRIGGERS: dict[Rule, tuple[dict[str, object], list[CheckResult]]] = {
         {},
         [found("lpd2", address_key="x", la_code="850", seen_on=date(2026, 1, 5))],
     ),
+    Rule.OFFICER_DECISION: ({"confirmed_outcome": CaseOutcome.LEFT_UK}, []),
     Rule.AWAITING_RESPONSE: ({}, [pending("pending_agency")]),
     Rule.WHEREABOUTS_UNKNOWN: ({}, all_not_found()),
 }
@@ -290,6 +305,8 @@ def test_rule_fires_alone(rule: Rule) -> None:
         and RULEBOOK[j] in TRIGGERS
         # Residence in another LA and in the home LA together is a conflict, not precedence.
         and (RULEBOOK[i], RULEBOOK[j]) != (Rule.TRANSFERRED, Rule.LOCATED_IN_AREA)
+        # An officer's left_uk and Border Force's departure agree: the evidence rule fires.
+        and (RULEBOOK[i], RULEBOOK[j]) != (Rule.LEFT_UK, Rule.OFFICER_DECISION)
     ],
 )
 def test_precedence(winner: Rule, loser: Rule) -> None:
@@ -307,9 +324,11 @@ def test_rulebook_order_is_the_documented_order() -> None:
         "safeguarding",
         "on_roll_elsewhere",
         "conflicting_evidence",
+        "possible_match",
         "left_uk",
         "transferred",
         "located_in_area",
+        "officer_decision",
         "awaiting_response",
         "whereabouts_unknown",
         "keep_tracing",
@@ -324,7 +343,7 @@ def test_a_flag_from_any_agency_escalates_whatever_its_outcome(outcome: CheckOut
     flagged = CheckResult(connector="other_la", outcome=outcome, safeguarding=True)
     decision = decide(CASE, [*all_not_found(except_="other_la"), flagged], TODAY)
     assert decision.status is CaseStatus.ESCALATED
-    assert decision.actions == (Action(kind=ActionKind.SAFEGUARDING_TASK),)
+    assert decision.actions == (Action(kind=ActionKind.SAFEGUARDING_TASK, connector="other_la"),)
 
 
 def test_safeguarding_overrides_a_found_child_and_never_closes() -> None:
@@ -374,10 +393,12 @@ def test_an_unstated_la_does_not_conflict_with_a_stated_one() -> None:
     assert decision.actions[0] == Action(kind=ActionKind.NOTIFY_OTHER_LA, la_code="936")
 
 
-def test_a_connector_listed_twice_keeps_its_later_result() -> None:
+def test_every_finding_of_a_connector_counts() -> None:
+    # Issue 14, point 1: results are every finding of each connector's latest answer; none
+    # is dropped. One agency's two addresses in one LA are its own account, not a conflict.
     results = [found("housing", address_key="old", la_code="850"), HOME_ADDRESS]
     assert decide(CASE, results, TODAY).rule is Rule.LOCATED_IN_AREA
-    assert decide(CASE, [ON_ROLL_HANTS, nf("other_la")], TODAY).rule is Rule.KEEP_TRACING
+    assert decide(CASE, [ON_ROLL_HANTS, nf("other_la")], TODAY).rule is Rule.ON_ROLL_ELSEWHERE
 
 
 # --- left the UK ----------------------------------------------------------------------
@@ -512,10 +533,10 @@ def test_check_result_accepts_outcome_strings() -> None:
 
 def test_decision_values_are_plain_strings_for_the_timeline() -> None:
     decision = decide(CASE, all_not_found(), TODAY)
-    assert decision.status == "whereabouts_unknown"
-    assert decision.outcome == "whereabouts_unknown"
+    assert decision.status == "needs_review"
+    assert decision.proposed == "whereabouts_unknown"
     assert decision.rule == "whereabouts_unknown"
-    assert [a.kind for a in decision.actions] == [
+    assert [a.kind for a in decision.on_confirm] == [
         "notify_school",
         "recommend_joint_deletion",
         "recommend_lpd_upload",

@@ -1,4 +1,4 @@
-"""PMOOE detection from register marks (DOMAIN.md, Who is who / Rules as numbers)."""
+"""PMOOE detection from register marks (docs/guidance.md, PMOOE)."""
 
 from __future__ import annotations
 
@@ -185,6 +185,13 @@ def test_transition_start_before_term_uses_the_first_day_with_a_register() -> No
 def test_marks_before_transition_start_are_ignored_for_the_transition_rule() -> None:
     marks = both([date(2025, 7, 18)], "/") + both([MON], "G")
     assert assess_pmooe(marks, transition_start=MON) == finding("transition_no_show", MON)
+
+
+def test_a_register_that_starts_weeks_after_the_first_day_is_no_transition_trigger() -> None:
+    # Issue 14, point 2: intake passes the school year's real first day; marks from October
+    # only do not record it, so absence in October is not a first-day no-show.
+    october = [date(2025, 10, d) for d in (1, 2, 3)]
+    assert assess_pmooe(both(october, "O"), transition_start=date(2025, 9, 3)) is None
 
 
 def test_transition_rule_is_not_checked_without_transition_start() -> None:
