@@ -1,5 +1,12 @@
 """Flows a CME officer runs from the Prefect UI.
 
+The forms are for officers, not programmers (issue 15): every field has a title and a
+description in words; optional fields are simply left blank; choices read as the words an
+officer uses (the codes still work, for scripts). A reference is trimmed and upper-cased; a
+reference that is malformed or unknown ends the run at once, before any other work, as
+**Failed** with a one-line message an officer understands and no traceback. Runs are named
+after what they are: ``trace CME-2026-000123``, ``decide CME-…``, ``case report CME-…``.
+
 Parameters are references, codes and choices — never a child's name, date of birth or
 address (the UI shows parameters in plain text to every user). ``case-report`` is the one
 place personal data appears: a markdown artifact visible only to users of the Prefect UI.
@@ -7,83 +14,358 @@ place personal data appears: a markdown artifact visible only to users of the Pr
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from pydantic import Field
+from prefect.states import Failed, State
+from pydantic import Field, WithJsonSchema
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-import policy
-from cme.errors import CmeError
 from cme.settings import get_settings
 from connectors import Evidence
 from flows._config import dispatch_config, trace_config
 from flows.nightly import run_nightly
+from flows.worklist import refresh_worklist
 from models import (
-    CaseEvent,
     CaseOutcome,
     CaseStatus,
     Check,
     CheckOutcome,
-    Child,
     ClosureReason,
-    Notification,
     NotificationChannel,
     Referral,
     SafeguardingConcern,
-    School,
     get_engine,
     session_scope,
 )
 from policy import london_date
 from tasks._common import event
+from tasks.case_report import render_case_report
+from tasks.decisions import CaseRefused, Choice, apply_officer_decision
 from tasks.dispatch import dispatch_task
-from tasks.reports import concern_summary, concerns_of
-from tasks.tracing import (
-    OFFICER_RECORDED,
-    case_facts,
-    decide_referrals,
-    latest_results,
-    raise_concern,
-    record_decision,
-)
+from tasks.tracing import OFFICER_RECORDED, decide_referrals, raise_concern
 
-__all__ = ["case_report", "close_case", "decide_case", "record_agency_response",
-           "trace_referral"]
-
-Reference = Annotated[
-    str,
-    Field(description="The referral's Mendix reference, e.g. CME-2026-000123 (never a name).",
-          min_length=3, max_length=40, pattern=r"^[A-Za-z0-9_\-/]+$"),
-]
+__all__ = ["case_report", "close_case", "decide_case", "normalise_reference",
+           "record_agency_response", "trace_referral"]
 
 
-class Agency(StrEnum):
-    dwp = "dwp"
-    border_force = "border_force"
-    other_la = "other_la"
-    housing = "housing"
-    lpd = "lpd"
-    other = "other"
+class WordsEnum(StrEnum):
+    """A choice whose value is the words an officer reads; its name is the code (and typing
+    the code works too, for scripts and tests)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> WordsEnum | None:
+        return cls.__members__.get(str(value).strip().lower())
+
+    @property
+    def code(self) -> str:
+        return self.name
 
 
-class AgencyAnswer(StrEnum):
-    found = "found"
-    not_found = "not_found"
+def choice_of(cls: type[WordsEnum], title: str = "", description: str = "") -> Any:
+    """A type choosing one of ``cls``: the words inline in its own schema, so the UI shows
+    the field's title and description, not the enum's class name and docstring."""
+    schema: dict[str, Any] = {"type": "string", "enum": [m.value for m in cls]}
+    if title:
+        schema |= {"title": title, "description": description}
+    return Annotated[cls, WithJsonSchema(schema)]
 
 
-class HowMatched(StrEnum):
+def form(default: Any, title: str, description: str, *, max_length: int | None = None) -> Any:
+    """A form field with a title and a description in words (Prefect titles a parameter by
+    its name unless the field's JSON schema says otherwise). ``...`` means required.
+
+    Prefect keeps only a default field's description and JSON-schema extras, so
+    ``max_length`` is a hint to the form (``maxLength``); the flows check lengths themselves.
+    """
+    extra: dict[str, Any] = {"title": title}
+    if max_length is not None:
+        extra["maxLength"] = max_length
+    return Field(default, description=description, json_schema_extra=extra)
+
+
+NOTE_MAX = 500
+
+
+def note_problem(note: str) -> str | None:
+    if len(note) > NOTE_MAX:
+        return f"The note is too long: {NOTE_MAX} characters at most"
+    return None
+
+
+def reference_field() -> Any:
+    return form(..., "Case reference", "The case's reference as on the referral form, e.g. "
+                "CME-2026-000123. Copy it from the worklist (Artifacts → worklist). Never a "
+                "child's name.", max_length=60)
+
+
+def note_field() -> Any:
+    return form("", "Note", "A short note for the case timeline. Do not type names, dates "
+                "of birth or addresses.", max_length=NOTE_MAX)
+
+
+Reference = str  # the flows' reference parameter: see reference_field()
+
+_REFERENCE = re.compile(r"[A-Z0-9][A-Z0-9_\-/]{2,39}")
+
+
+def normalise_reference(raw: object) -> str:
+    """A reference as stored: trimmed and upper-cased."""
+    return str(raw or "").strip().upper()
+
+
+def _named(verb: str, *, agency_field: str | None = None) -> Callable[[], str]:
+    """A run name from the reference (and the agency): ``trace CME-2026-000123``. A value
+    that is not a reference's shape is not shown (it may be a name typed by mistake)."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters or {}
+        ref = normalise_reference(params.get("reference"))
+        shown = ref if _REFERENCE.fullmatch(ref) else "(reference not valid)"
+        if agency_field and params.get(agency_field):
+            agency = _AGENCY_NAME.get(str(params[agency_field]), "an agency")
+            return f"{verb} {agency} reply {shown}"
+        return f"{verb} {shown}"
+
+    return name
+
+
+def refused(message: str) -> State:
+    """End the run as Failed with ``message`` as its state message: no traceback."""
+    get_run_logger().error(message)
+    return Failed(message=message)
+
+
+def check_case(s: Session, raw: str) -> tuple[Referral | None, str | None]:
+    """The case ``raw`` names (trimmed, upper-cased), or None and a one-line reason."""
+    ref = normalise_reference(raw)
+    if not _REFERENCE.fullmatch(ref):
+        # What was typed is not repeated: it may be a name typed in the wrong box.
+        return None, ("That is not a case reference: a reference looks like CME-2026-000123 "
+                      "— check the worklist")
+    r = s.exec(select(Referral).where(Referral.mendix_reference == ref)).first()
+    if r is None:
+        return None, f"No case with reference {ref} — check the worklist"
+    return r, None
+
+
+def _today() -> date:
+    return london_date(datetime.now(UTC))
+
+
+# --- trace-referral ---------------------------------------------------------------------
+
+
+class AgencyToAsk(WordsEnum):
+    other_la = "Other local authorities"
+    housing = "District and borough councils (housing, council tax)"
+    lpd = "Lost Pupil Database (DfE)"
+    dwp = "DWP (formal request)"
+    border_force = "Border Force (formal request)"
+
+
+AgencyToAskChoice = choice_of(AgencyToAsk)
+
+
+@flow(name="trace-referral", flow_run_name=_named("trace"), persist_result=False)
+async def trace_referral(
+    reference: str = reference_field(),
+    connectors: list[AgencyToAskChoice] = form(
+        [], "Only these agencies", "Leave empty to ask every agency (the usual). A trace of "
+        "some agencies only is not a round of tracing."),
+    force: bool = form(True, "Ask again today", "Ask the agencies again even if they were "
+                       "asked today."),
+) -> dict[str, Any] | State:
+    """Trace one case now, instead of waiting for the night: ask the agencies, apply the
+    rulebook, send what it decides.
+
+    Args:
+        reference: The case's reference, e.g. CME-2026-000123.
+        connectors: Only ask these agencies; empty asks every agency.
+        force: Ask again even if the agencies were asked today.
+    """
+    with Session(get_engine(get_settings().database_url)) as s:
+        r, why = check_case(s, reference)
+        if r is None:
+            return refused(why or "")
+        if r.status is CaseStatus.CLOSED:
+            return refused(f"Case {r.mendix_reference} is closed: reopen it (Reopen case) "
+                            "before tracing")
+        ref = r.mendix_reference
+    names = [AgencyToAsk(c).code for c in connectors] or None
+    summary = await run_nightly(references=[ref], force=force, connectors=names, publish=False)
+    return summary
+
+
+# --- record-agency-response -------------------------------------------------------------
+
+
+class Agency(WordsEnum):
+    dwp = "DWP – Department for Work and Pensions"
+    border_force = "Border Force"
+    other_la = "Another local authority"
+    housing = "A district or borough council (housing, council tax)"
+    lpd = "Lost Pupil Database (DfE)"
+    other = "Someone else"
+
+
+AgencyChoice = choice_of(Agency)
+_AGENCY_NAME = {**{a.value: a.name for a in Agency}, **{a.name: a.name for a in Agency}}
+
+
+class AgencyAnswer(WordsEnum):
+    found = "Found – they know where the child is"
+    not_found = "Not found – they have no record of the child"
+
+
+AnswerChoice = choice_of(AgencyAnswer)
+
+
+class HowMatched(WordsEnum):
     """How the agency said it identified the child (issue 14: weighs the evidence)."""
 
     identifier = "By the UPN or NHS number"
-    demographic = "By name and date of birth only (or not said)"
+    demographic = "By name and date of birth only (or they did not say)"
 
 
-class OfficerDecision(StrEnum):
+HowMatchedChoice = choice_of(HowMatched)
+
+
+def _digits(value: str, n: int, what: str) -> str | None:
+    v = value.strip()
+    if not v:
+        return None
+    if not (len(v) == n and v.isascii() and v.isdigit()):
+        raise CaseRefused(f"{what} must be {n} digits, e.g. {'852' if n == 3 else '116000'}")
+    return v
+
+
+def _a_date(value: str, what: str) -> date | None:
+    v = value.strip()
+    if not v:
+        return None
+    try:
+        return date.fromisoformat(v)
+    except ValueError:
+        raise CaseRefused(f"{what} must be a date like 2026-11-20 (year-month-day)") from None
+
+
+@flow(name="record-agency-response", flow_run_name=_named("record", agency_field="agency"),
+      persist_result=False)
+async def record_agency_response(
+    reference: str = reference_field(),
+    agency: AgencyChoice = form(..., "Who answered", "The agency that replied."),
+    answer: AnswerChoice = form(..., "Their answer", "Did they know where the child is?"),
+    agency_reference: str = form("", "Their reference", "The agency's own reference for the "
+                                 "enquiry, if it gave one.", max_length=80),
+    la_code: str = form("", "LA code", "The local authority where the child lives or goes to "
+                        "school: 3 digits, e.g. 852. Leave blank if not said.", max_length=3),
+    school_urn: str = form("", "School URN", "The school the child is on roll at: its 6-digit "
+                           "URN, e.g. 116000. Leave blank if not said.", max_length=6),
+    departure_date: str = form("", "Departure date", "Border Force: the day the child left the "
+                               "UK, like 2026-11-20. Leave blank if not said.", max_length=10),
+    departure_country: str = form("", "Departure country", "Where the child went, if said.",
+                                  max_length=60),
+    safeguarding_concern: bool = form(False, "They raised a safeguarding concern",
+                                      "Tick if the agency raised a safeguarding concern."),
+    how_matched: HowMatchedChoice = form(
+        HowMatched.demographic, "How they identified the child", "A match on name and date of "
+        "birth only is a possible match: you confirm it with Decide case before any letter "
+        "goes."),
+) -> dict[str, Any] | State:
+    """Record a reply an agency sent outside the system (DWP, Border Force, a letter or a
+    call from another LA), then apply the rulebook. Addresses stay in the case file, not here.
+
+    Args:
+        reference: The case's reference, e.g. CME-2026-000123.
+        agency: Who answered.
+        answer: Did they know where the child is?
+        agency_reference: The agency's own reference for the enquiry.
+        la_code: The LA (3 digits) where the child lives or is on roll.
+        school_urn: The URN (6 digits) of the school the child is on roll at.
+        departure_date: The day the child left the UK (Border Force).
+        departure_country: The country the child left for.
+        safeguarding_concern: Tick if the agency raised a safeguarding concern.
+        how_matched: How the agency identified the child.
+    """
+    settings = get_settings()
+    today = _today()
+    agency, answer = Agency(agency), AgencyAnswer(answer)
+    with Session(get_engine(settings.database_url)) as s:
+        r, why = check_case(s, reference)
+        if r is None:
+            return refused(why or "")
+        ref = r.mendix_reference
+    try:
+        la, urn = _digits(la_code, 3, "The LA code"), _digits(school_urn, 6, "The school URN")
+        left = _a_date(departure_date, "The departure date")
+    except CaseRefused as exc:
+        return refused(str(exc))
+    evidence: list[Evidence] = []
+    basis = "identifier" if HowMatched(how_matched) is HowMatched.identifier else "demographic"
+    source = f"{agency.code} (recorded by an officer)"
+    if answer is AgencyAnswer.found:
+        if urn:
+            evidence.append(Evidence(kind="on_roll", school_urn=urn, la_code=la, on_roll=True,
+                                     date_seen=today, match_basis=basis, source=source))
+        elif left:
+            evidence.append(Evidence(kind="departure", departure_date=left,
+                                     departure_country=departure_country.strip()[:60] or None,
+                                     match_basis=basis, source=source))
+        elif la:
+            evidence.append(Evidence(kind="resident", la_code=la, date_seen=today,
+                                     match_basis=basis, source=source))
+        else:
+            return refused("A 'found' answer needs what they found: a school URN, an LA "
+                            "code or a departure date")
+    with session_scope(settings.database_url) as s:
+        r = s.exec(select(Referral).where(Referral.mendix_reference == ref)).one()
+        last = s.exec(select(func.max(Check.round)).where(
+            Check.referral_id == r.id, Check.connector == agency.code)).one()
+        round_ = max(r.tracing_rounds + 1, (last or 0) + 1)
+        s.add(Check(
+            referral_id=r.id or 0, connector=agency.code, connector_version=OFFICER_RECORDED,
+            round=round_, run_id="officer", fields_disclosed=[], traced_on=today,
+            outcome=CheckOutcome.FOUND if evidence else CheckOutcome.NOT_FOUND,
+            evidence={"items": [e.model_dump(mode="json") for e in evidence]}
+            if evidence else None,
+            agency_reference=agency_reference.strip()[:80] or None,
+        ))
+        event(s, r.id or 0, "agency_response",
+              f"Officer recorded a {answer.code} answer from {agency.code}", actor="officer")
+        if safeguarding_concern:
+            # The agency's concern, not the school's: it is recorded as the agency's.
+            raise_concern(s, r, agency.code, settings.duty_inbox,
+                          NotificationChannel(settings.notification_channel),
+                          round_=round_, rule="safeguarding")
+        rid = r.id or 0
+        if r.tracing_rounds + 1 < round_:
+            r.tracing_rounds = round_ - 1
+    started = datetime.now(UTC)
+    report = decide_referrals([rid], trace_config(today, settings))
+    await dispatch_task(dispatch_config(settings))
+    from flows.waiting import start_waiting
+
+    await start_waiting(settings.database_url, started)
+    await refresh_worklist(today)
+    with Session(get_engine(settings.database_url)) as s:
+        r = s.exec(select(Referral).where(Referral.mendix_reference == ref)).one()
+        return {"reference": ref, "status": r.status.value,
+                "rule": r.decision_rule, "decided": report.decided}
+
+
+# --- decide-case ------------------------------------------------------------------------
+
+
+class OfficerDecision(WordsEnum):
     """What an officer decides on a case (the ``decide-case`` form)."""
 
     confirm = "Confirm what the rulebook proposed"
@@ -96,7 +378,7 @@ class OfficerDecision(StrEnum):
     located_in_area = "Another outcome: living in our area, not on a school roll"
 
 
-class DecisionReason(StrEnum):
+class DecisionReason(WordsEnum):
     """Why the officer decided so; its name (a code) goes to the timeline."""
 
     evidence_checked = "I checked the evidence and it is this child"
@@ -107,328 +389,152 @@ class DecisionReason(StrEnum):
     other = "Other (say why in the note, without names or addresses)"
 
 
-_OUTCOME_OF: dict[OfficerDecision, CaseOutcome] = {
-    OfficerDecision.on_roll_elsewhere: CaseOutcome.ON_ROLL_ELSEWHERE,
-    OfficerDecision.resident_other_la: CaseOutcome.RESIDENT_OTHER_LA,
-    OfficerDecision.left_uk: CaseOutcome.LEFT_UK,
-    OfficerDecision.whereabouts_unknown: CaseOutcome.WHEREABOUTS_UNKNOWN,
-    OfficerDecision.located_in_area: CaseOutcome.LOCATED_IN_AREA_NOT_ON_ROLL,
-}
+DecisionChoice = choice_of(OfficerDecision)
+ReasonChoice = choice_of(DecisionReason)
 
 
-def _referral(s: Session, reference: str) -> Referral:
-    r = s.exec(select(Referral).where(Referral.mendix_reference == reference)).first()
-    if r is None:
-        raise CmeError(f"no case with reference {reference}")
-    return r
-
-
-def _today() -> date:
-    return london_date(datetime.now(UTC))
-
-
-@flow(name="trace-referral", persist_result=False)
-async def trace_referral(
-    reference: Reference,
-    connectors: Annotated[
-        list[str] | None,
-        Field(description="Only ask these agencies (e.g. lpd, housing). Empty: every "
-              "enabled agency."),
-    ] = None,
-    force: Annotated[
-        bool, Field(description="Trace now even if this round's checks were already made.")
-    ] = True,
-) -> dict[str, Any]:
-    """Trace one referral now: ask the agencies, apply the rulebook, notify.
-
-    Args:
-        reference: The case's Mendix reference, as on the referral (e.g. CME-2026-0042).
-        connectors: Only ask these agencies (e.g. lpd, housing). Empty: every enabled agency.
-        force: Trace now even if this round's checks were already made.
-    """
-    with Session(get_engine(get_settings().database_url)) as s:
-        r = _referral(s, reference)
-        if r.status is CaseStatus.CLOSED:
-            raise CmeError(f"case {reference} is closed; reopen it before tracing")
-    return await run_nightly(references=[reference], force=force, connectors=connectors,
-                             publish=False)
-
-
-@flow(name="record-agency-response", persist_result=False)
-async def record_agency_response(
-    reference: Reference,
-    agency: Annotated[Agency, Field(description="Who answered.")],
-    answer: Annotated[AgencyAnswer, Field(description="Did they know where the child is?")],
-    agency_reference: Annotated[
-        str | None, Field(description="The agency's own reference for the enquiry.",
-                          max_length=80)] = None,
-    la_code: Annotated[
-        str | None, Field(description="LA (3 digits) where the child lives or is on roll.",
-                          pattern=r"^\d{3}$")] = None,
-    school_urn: Annotated[
-        str | None, Field(description="URN (6 digits) of the school the child is on roll at.",
-                          pattern=r"^\d{6}$")] = None,
-    departure_date: Annotated[
-        date | None, Field(description="Recorded departure from the UK (Border Force).")
-    ] = None,
-    departure_country: Annotated[
-        str | None, Field(description="Country of departure's destination.", max_length=60)
-    ] = None,
-    safeguarding_concern: Annotated[
-        bool, Field(description="The agency raised a safeguarding concern.")] = False,
-    how_matched: Annotated[
-        HowMatched, Field(description="How the agency identified the child. A match on name "
-                          "and date of birth only is a possible match you confirm with "
-                          "decide-case before any letter goes.")] = HowMatched.demographic,
-) -> dict[str, Any]:
-    """Record a reply an agency sent outside the system (DWP, Border Force, a letter from
-    another LA), then apply the rulebook. Addresses stay in the case file, not here.
-
-    Args:
-        reference: The case's Mendix reference, as on the referral (e.g. CME-2026-0042).
-        agency: Who answered.
-        answer: Did they know where the child is?
-        agency_reference: The agency's own reference for the enquiry.
-        la_code: LA (3 digits) where the child lives or is on roll.
-        school_urn: URN (6 digits) of the school the child is on roll at.
-        departure_date: Recorded departure from the UK (Border Force).
-        departure_country: The country the child left for.
-        safeguarding_concern: Tick if the agency raised a safeguarding concern.
-        how_matched: How the agency identified the child (UPN / NHS number, or names and
-            date of birth only).
-    """
+async def officer_decides(reference: str, decision: OfficerDecision | str,
+                          reason: DecisionReason | str, *, la_code: str = "", note: str = "",
+                          expect_proposal: str | None = None) -> dict[str, Any] | State:
+    """The body of ``decide-case`` (and of a waiting ``await-decision`` run once answered)."""
     settings = get_settings()
-    today = _today()
-    evidence: list[Evidence] = []
-    basis = "identifier" if how_matched is HowMatched.identifier else "demographic"
-    if answer is AgencyAnswer.found:
-        if school_urn:
-            evidence.append(Evidence(kind="on_roll", school_urn=school_urn, la_code=la_code,
-                                     on_roll=True, date_seen=today, match_basis=basis,
-                                     source=f"{agency.value} (recorded by an officer)"))
-        elif departure_date:
-            evidence.append(Evidence(kind="departure", departure_date=departure_date,
-                                     departure_country=departure_country, match_basis=basis,
-                                     source=f"{agency.value} (recorded by an officer)"))
-        elif la_code:
-            evidence.append(Evidence(kind="resident", la_code=la_code, date_seen=today,
-                                     match_basis=basis,
-                                     source=f"{agency.value} (recorded by an officer)"))
-        else:
-            raise CmeError("a 'found' answer needs a school URN, an LA code or a departure date")
-    with session_scope(settings.database_url) as s:
-        r = _referral(s, reference)
-        last = s.exec(select(func.max(Check.round)).where(
-            Check.referral_id == r.id, Check.connector == agency.value)).one()
-        round_ = max(r.tracing_rounds + 1, (last or 0) + 1)
-        s.add(Check(
-            referral_id=r.id or 0, connector=agency.value, connector_version=OFFICER_RECORDED,
-            round=round_, run_id="officer", fields_disclosed=[], traced_on=today,
-            outcome=CheckOutcome.FOUND if evidence else CheckOutcome.NOT_FOUND,
-            evidence={"items": [e.model_dump(mode="json") for e in evidence]}
-            if evidence else None,
-            agency_reference=agency_reference,
-        ))
-        event(s, r.id or 0, "agency_response",
-              f"Officer recorded a {answer.value} answer from {agency.value}", actor="officer")
-        if safeguarding_concern:
-            # The agency's concern, not the school's: it is recorded as the agency's.
-            raise_concern(s, r, agency.value, settings.duty_inbox,
-                          NotificationChannel(settings.notification_channel),
-                          round_=round_, rule="safeguarding")
-        rid = r.id or 0
-        if r.tracing_rounds + 1 < round_:
-            r.tracing_rounds = round_ - 1
-    cfg = trace_config(today, settings)
-    report = decide_referrals([rid], cfg)
-    await dispatch_task(dispatch_config(settings))
     with Session(get_engine(settings.database_url)) as s:
-        r = _referral(s, reference)
-        return {"reference": reference, "status": r.status.value,
-                "rule": r.decision_rule, "decided": report.decided}
+        r, why = check_case(s, reference)
+        if r is None:
+            return refused(why or "")
+        ref = r.mendix_reference
+    if problem := note_problem(note):
+        return refused(problem)
+    cfg = trace_config(_today(), settings)
+    choice = Choice(OfficerDecision(decision).code)
+    try:
+        la = _digits(la_code, 3, "The LA code")
+        done = apply_officer_decision(
+            cfg, ref, choice, DecisionReason(reason).code, la_code=la, note=note.strip(),
+            expect_proposal=CaseOutcome(expect_proposal) if expect_proposal else None)
+    except CaseRefused as exc:
+        return refused(str(exc))
+    from flows.waiting import cancel_waiting
+
+    await cancel_waiting(ref, why=f"Decided with {choice.value} ({DecisionReason(reason).code})")
+    await dispatch_task(dispatch_config(settings))
+    await refresh_worklist()
+    return {"reference": ref, "status": done.status, "decision": choice.value,
+            "notifications_queued": done.queued}
 
 
-@flow(name="decide-case", persist_result=False)
+@flow(name="decide-case", flow_run_name=_named("decide"), persist_result=False)
 async def decide_case(
-    reference: Reference,
-    decision: Annotated[OfficerDecision, Field(description="Your decision on this case.")],
-    reason: Annotated[DecisionReason, Field(description="Why you decided so.")],
-    la_code: Annotated[
-        str | None, Field(description="Only for 'living in another local authority's area' or "
-                          "a school in another LA: that LA's 3-digit code, e.g. 852.",
-                          pattern=r"^\d{3}$")] = None,
-    note: Annotated[
-        str, Field(description="A short note for the timeline. Do not type names, dates of "
-                   "birth or addresses.", max_length=500)] = "",
-) -> dict[str, Any]:
-    """Decide what the rulebook left to a person: confirm its proposal (e.g. whereabouts
-    unknown: the joint deletion decision with the school; or a possible match), reject it and
-    keep tracing, or decide another outcome. The letters go only after this decision.
+    reference: str = reference_field(),
+    decision: DecisionChoice = form(..., "Your decision", "What you decided on this case."),
+    reason: ReasonChoice = form(..., "Why", "Why you decided so."),
+    la_code: str = form("", "LA code", "Only for 'living in another local authority's area' "
+                        "(or a school in another LA): that LA's 3-digit code, e.g. 852. "
+                        "Otherwise leave blank.", max_length=3),
+    note: str = note_field(),
+) -> dict[str, Any] | State:
+    """Decide what the rulebook left to a person: confirm its proposal (a possible match, or
+    whereabouts unknown — the joint deletion decision with the school), reject it and keep
+    tracing, or decide another outcome. The letters go only after this decision.
 
     Args:
-        reference: The case's Mendix reference, as on the referral (e.g. CME-2026-000123).
+        reference: The case's reference, e.g. CME-2026-000123.
         decision: Your decision on this case.
         reason: Why you decided so.
         la_code: For 'living in another local authority's area': that LA's 3-digit code.
         note: A short note for the timeline. Do not type names, dates of birth or addresses.
     """
-    settings = get_settings()
-    today = _today()
-    cfg = trace_config(today, settings)
-    channel = NotificationChannel(settings.notification_channel)
-    ref = reference.strip().upper()
-    with session_scope(settings.database_url) as s:
-        r = _referral(s, ref)
-        child, school = s.get(Child, r.child_id), s.get(School, r.school_id)
-        assert child is not None and school is not None
-        if r.status is CaseStatus.CLOSED:
-            raise CmeError(f"case {ref} is closed; nothing to decide")
-        concerns = set(s.exec(select(SafeguardingConcern.source)
-                              .where(SafeguardingConcern.referral_id == r.id)))
-        if r.status is CaseStatus.ESCALATED or concerns or r.safeguarding_concern:
-            raise CmeError(f"case {ref} has a safeguarding concern: a person deals with that "
-                           "first, and closes the case with close-case")
-        checks = s.exec(select(Check).where(Check.referral_id == r.id)).all()
-        facts = case_facts(r, school, checks, cfg, concerns)
-        proposed = policy.CaseOutcome(r.proposed_outcome.value) if r.proposed_outcome else None
-        if decision in (OfficerDecision.confirm, OfficerDecision.reject) and proposed is None:
-            raise CmeError(f"nothing is proposed on case {ref}: choose an outcome instead")
-        if decision is OfficerDecision.reject:
-            if r.decision_rule == policy.Rule.WHEREABOUTS_UNKNOWN.value:
-                # The rounds so far are set aside: the rulebook proposes again only after
-                # min_rounds more rounds with no whereabouts.
-                r.rounds_set_aside += facts.rounds
-            else:
-                r.rejected_findings = sorted({*r.rejected_findings, *r.proposal_findings})
-            d = policy.Decision(status=policy.CaseStatus.TRACING, outcome=None,
-                                rule=policy.Rule.OFFICER_DECISION)
-        else:
-            proposal = policy.decide(facts, latest_results(checks, cfg), today,
-                                     min_rounds=cfg.min_rounds,
-                                     automatic=cfg.automatic_outcomes,
-                                     match_threshold=cfg.match_threshold)
-            outcome = proposed if decision is OfficerDecision.confirm else _OUTCOME_OF[decision]
-            assert outcome is not None
-            if decision is OfficerDecision.confirm and proposal.proposed is not proposed:
-                raise CmeError(f"the evidence on case {ref} has changed since the rulebook "
-                               f"proposed {proposed.value}: read the case report and decide "
-                               "again")
-            las = [la_code] if la_code else [
-                a.la_code for a in proposal.on_confirm
-                if a.kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code]
-            try:
-                d = policy.officer_decision(facts, outcome, la_codes=las)
-            except ValueError as exc:
-                raise CmeError(f"case {ref}: {exc}; give the LA code") from None
-            r.confirmed_outcome = CaseOutcome(outcome.value)
-            if outcome is proposed:
-                r.confirmed_findings = sorted({*r.confirmed_findings, *proposal.findings})
-        event(s, r.id or 0, "officer_decision",
-              f"Officer's decision: {decision.name} (reason: {reason.name})"
-              + (f". Note: {note}" if note else ""), rule="officer_decision", actor="officer")
-        record_decision(s, r, child, school, d, cfg, channel, heading="Officer's decision",
-                        actor="officer")
-        status = r.status.value
-    await dispatch_task(dispatch_config(settings))
-    return {"reference": ref, "status": status, "decision": decision.name}
+    return await officer_decides(reference, decision, reason, la_code=la_code, note=note)
 
 
-@flow(name="close-case", persist_result=False)
+# --- close-case -------------------------------------------------------------------------
+
+
+class CloseReason(WordsEnum):
+    on_roll_elsewhere = "On roll at another school"
+    transferred_to_other_la = "Another local authority has taken the case"
+    left_uk = "Left the UK"
+    returned_to_school = "Back at school"
+    elective_home_education = "In suitable elective home education"
+    deleted_from_roll_whereabouts_unknown = ("Deleted from roll by joint decision, whereabouts "
+                                             "unknown")
+    not_cme = "Not missing education"
+    duplicate = "A duplicate of another case"
+    safeguarding_handled = "Safeguarding concern dealt with (IARF sent or not needed)"
+    other = "Other (say why in the note)"
+
+
+CloseChoice = choice_of(CloseReason)
+
+
+@flow(name="close-case", flow_run_name=_named("close"), persist_result=False)
 async def close_case(
-    reference: Reference,
-    reason: Annotated[ClosureReason, Field(description="Why the case is closed.")],
-    note: Annotated[
-        str, Field(description="A short note for the timeline. Do not type names, dates of "
-                   "birth or addresses.", max_length=500)] = "",
-) -> dict[str, Any]:
-    """Close a case (a person's decision: escalated cases close only this way).
+    reference: str = reference_field(),
+    reason: CloseChoice = form(..., "Why close it", "Why the case is closed."),
+    note: str = note_field(),
+) -> dict[str, Any] | State:
+    """Close a case: a person's decision (a case with a safeguarding concern closes only this
+    way, and then needs a note saying what was done).
 
     Args:
-        reference: The case's Mendix reference, as on the referral (e.g. CME-2026-0042).
+        reference: The case's reference, e.g. CME-2026-000123.
         reason: Why the case is closed.
         note: A short note for the timeline. Do not type names, dates of birth or addresses.
     """
     settings = get_settings()
+    reason = CloseReason(reason)
     with session_scope(settings.database_url) as s:
-        r = _referral(s, reference)
+        r, why = check_case(s, reference)
+        if r is None:
+            return refused(why or "")
+        ref = r.mendix_reference
+        if problem := note_problem(note):
+            return refused(problem)
         if r.status is CaseStatus.CLOSED:
-            return {"reference": reference, "status": "closed", "changed": False}
+            return {"reference": ref, "status": "closed", "changed": False}
+        concerns = s.exec(select(SafeguardingConcern.id)
+                          .where(SafeguardingConcern.referral_id == r.id)).first()
+        if (concerns is not None or r.safeguarding_concern) and not note.strip():
+            return refused(f"Case {ref} has a safeguarding concern: say in the note what was "
+                            "done about it (e.g. IARF sent to Children's Services), then close")
+        closure = (ClosureReason.other if reason is CloseReason.safeguarding_handled
+                   else ClosureReason(reason.code))
         before = r.status.value
         r.status = CaseStatus.CLOSED
-        r.closure_reason = reason
+        r.closure_reason = closure
         r.closed_at = datetime.now(UTC)
         r.next_check_due = None
+        r.proposed_outcome, r.proposed_at, r.proposal_findings = None, None, []
         event(s, r.id or 0, "closed",
-              f"Closed by an officer ({reason.value}); was {before}"
-              + (f". Note: {note}" if note else ""), actor="officer")
-    return {"reference": reference, "status": "closed", "changed": True}
+              f"Closed by an officer ({reason.code}); was {before}"
+              + (f". Note: {note.strip()}" if note.strip() else ""), actor="officer")
+    await refresh_worklist()
+    return {"reference": ref, "status": "closed", "changed": True}
 
 
-def render_case_report(db_url: str, reference: str) -> str:
-    """Markdown: the case with its timeline. Holds personal data — UI users only."""
-    with Session(get_engine(db_url)) as s:
-        r = _referral(s, reference)
-        child = s.get(Child, r.child_id)
-        school = s.get(School, r.school_id)
-        assert child is not None and school is not None
-        events = s.exec(select(CaseEvent).where(CaseEvent.referral_id == r.id)
-                        .order_by(col(CaseEvent.at), col(CaseEvent.id))).all()
-        checks = s.exec(select(Check).where(Check.referral_id == r.id)
-                        .order_by(col(Check.round), col(Check.connector))).all()
-        notes = s.exec(select(Notification).where(Notification.referral_id == r.id)
-                       .order_by(col(Notification.id))).all()
-        concerns = concerns_of(r, s.exec(select(SafeguardingConcern)
-                                         .where(SafeguardingConcern.referral_id == r.id)
-                                         .order_by(col(SafeguardingConcern.id))).all())
-    safeguarding = concern_summary(concerns, closed_at=r.closed_at,
-                                   closure_reason=r.closure_reason.value
-                                   if r.closure_reason else None)
-    lines = [
-        f"# Case {r.mendix_reference}",
-        "",
-        "*Contains personal data: for the CME team only. Do not copy into emails.*",
-        "",
-        "| | |", "|---|---|",
-        f"| Child | {child.forename} {child.surname} (DOB {child.dob.isoformat()}) |",
-        f"| UPN | {child.upn or '—'} |",
-        f"| Last known address | {child.address_line1 or '—'}, {child.town or ''} "
-        f"{child.postcode or ''} |",
-        f"| Referring school | {school.name} (URN {school.urn}, LA {school.la_code}) |",
-        f"| Kind | {r.kind.value} ({r.classification}: {r.classification_reason}) |",
-        f"| Status | {r.status.value} |",
-        f"| Outcome | {r.outcome.value if r.outcome else '—'} |",
-        f"| Safeguarding concern | {safeguarding} |",
-        f"| Acknowledgement due | {r.acknowledgement_due.isoformat()} |",
-        f"| Acknowledged | {r.acknowledged_at.isoformat() if r.acknowledged_at else 'not yet'} |",
-        f"| Tracing rounds | {r.tracing_rounds} |",
-        f"| Missing school actions | {', '.join(r.missing_actions) or 'none'} |",
-        "", "## Timeline", "", "| when | what | rule | by |", "|---|---|---|---|",
-    ]
-    lines += [f"| {e.at:%Y-%m-%d %H:%M} | {e.text} | {e.rule or ''} | {e.actor} |"
-              for e in events]
-    lines += ["", "## Checks", "",
-              "| round | agency | outcome | fields disclosed | agency ref | error |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {c.round} | {c.connector} | {c.outcome.value} | "
-              f"{', '.join(c.fields_disclosed)} | {c.agency_reference or ''} | "
-              f"{c.error_code or ''} |" for c in checks]
-    lines += ["", "## Notifications", "", "| template | to | status |", "|---|---|---|"]
-    lines += [f"| {n.template.value} | {n.recipient} | {n.status.value} |" for n in notes]
-    return "\n".join(lines) + "\n"
+# --- case-report ------------------------------------------------------------------------
 
 
-@flow(name="case-report", persist_result=False)
-async def case_report(reference: Reference) -> str:
-    """Publish the case and its timeline as a markdown artifact (personal data: UI only),
-    on the run's Artifacts tab; returns the artifact's id.
+@flow(name="case-report", flow_run_name=_named("case report"), persist_result=False)
+async def case_report(reference: str = reference_field()) -> str | State:
+    """Publish the case as a markdown artifact on this run's Artifacts tab: the child, what
+    each agency found, who raised each concern, the proposed decision and what to do next,
+    the timeline, the checks and the messages. Personal data: for the CME team only.
 
     Args:
-        reference: The case's Mendix reference, as on the referral (e.g. CME-2026-0042).
+        reference: The case's reference, e.g. CME-2026-000123.
     """
-    md = render_case_report(get_settings().database_url, reference)
+    settings = get_settings()
+    with Session(get_engine(settings.database_url)) as s:
+        r, why = check_case(s, reference)
+        if r is None:
+            return refused(why or "")
+        ref = r.mendix_reference
+    md = render_case_report(settings.database_url, ref, today=_today())
     # No key, on purpose: the server copies a keyed artifact's data into the payload of a
     # `prefect.artifact-collection.created/updated` event, and that copy would sit in the
     # event feed (with its own retention) long after the artifact is gone.
     artifact_id = await acreate_markdown_artifact(markdown=md,
-                                                  description=f"Case report {reference}")
+                                                  description=f"Case report {ref}")
     return str(artifact_id)
+

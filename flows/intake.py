@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from prefect.artifacts import acreate_table_artifact
 from cme.settings import get_settings
 from flows import _progress
 from flows._config import dispatch_config, intake_config
+from flows.worklist import refresh_worklist
+from policy import LONDON
 from tasks._agencies import mendix_transport
 from tasks.dispatch import dispatch_task
 from tasks.intake import IntakeReport, ingest_batch, read_jsonl
@@ -53,10 +56,15 @@ async def import_file(path: str) -> dict[str, int]:
     report = intake_records(read_jsonl(p), source=p.name)
     await dispatch_task(dispatch_config())
     await _publish(report, p.name)
+    await refresh_worklist()
     return vars(report)
 
 
-@flow(name="intake", persist_result=False)
+def _intake_name() -> str:
+    return f"intake {datetime.now(UTC).astimezone(LONDON):%Y-%m-%d %H:%M}"
+
+
+@flow(name="intake", flow_run_name=_intake_name, persist_result=False)
 async def intake(file: str | None = None) -> dict[str, Any]:
     """Take in new and changed referrals: from the Mendix OData feed (when configured)
     and/or a JSON Lines file; then send the acknowledgements."""
@@ -74,4 +82,5 @@ async def intake(file: str | None = None) -> dict[str, Any]:
                 total.created, total.updated, total.quarantined)
     await dispatch_task(dispatch_config(settings))
     await _publish(total, "mendix" if not file else Path(file).name)
+    await refresh_worklist()
     return vars(total)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -50,10 +50,9 @@ async def run_nightly(today: date | None = None, *, chunk_size: int | None = Non
                       connectors: list[str] | None = None,
                       publish: bool = True) -> dict[str, Any]:
     """The body of the nightly flow (also used by ``trace-referral`` for one reference)."""
-    from datetime import UTC, datetime
-
     settings = get_settings()
-    today = today or london_date(datetime.now(UTC))
+    started = datetime.now(UTC)
+    today = today or london_date(started)
     cfg = trace_config(today, settings, connectors)
     size = chunk_size or settings.chunk_size
     ids = select_due(cfg.db_url, today, references=references, force=force)
@@ -67,6 +66,13 @@ async def run_nightly(today: date | None = None, *, chunk_size: int | None = Non
 
     dispatched = await dispatch_task(dispatch_config(settings))
     summary = _summarise(cfg.db_url, today, len(ids), chunk_reports, decide_reports, dispatched)
+    # Each new decision for a person waits in the UI as a suspended run, and the worklist
+    # shows everything that needs a person (flows/waiting.py, flows/worklist.py).
+    from flows.waiting import start_waiting
+    from flows.worklist import refresh_worklist
+
+    summary["waiting_for_an_officer"] = await start_waiting(cfg.db_url, started)
+    summary["worklist"] = await refresh_worklist(today)
     if publish:
         await _publish(summary)
     logger.info("nightly run finished: %d decided, %d notifications sent",
@@ -184,13 +190,24 @@ async def _publish(summary: dict[str, Any]) -> None:
     rows.append({"section": "acknowledgement SLA", "name": "overdue, not acknowledged",
                  "count": summary["ack_sla_breaches"]})
     rows.append({"section": "run", "name": "referrals traced", "count": summary["selected"]})
+    rows.append({"section": "for a person", "name": "cases on the worklist (Artifacts → "
+                 "worklist)", "count": summary.get("worklist", 0)})
+    rows.append({"section": "for a person", "name": "decisions waiting as suspended runs "
+                 "(Runs → Suspended)", "count": summary.get("waiting_for_an_officer", 0)})
     await acreate_table_artifact(
         key="nightly-summary", table=rows,
         description=f"Nightly tracing summary for {summary['today']} (counts only).",
     )
 
 
-@flow(name="nightly-tracing", log_prints=False, persist_result=False,
+def _night_name() -> str:
+    from prefect.runtime import flow_run
+
+    today = (flow_run.parameters or {}).get("today")
+    return f"nightly {today or london_date(datetime.now(UTC))}"
+
+
+@flow(name="nightly-tracing", flow_run_name=_night_name, log_prints=False, persist_result=False,
       task_runner=task_runner())
 async def nightly_tracing(today: date | None = None, chunk_size: int | None = None
                           ) -> dict[str, Any]:

@@ -170,8 +170,17 @@ def notify_server() -> Iterator[NotifyLog]:
                 self._json(403, {"errors": [{"error": "AuthError"}]})
                 return
             size = int(self.headers.get("Content-Length") or 0)
-            payload = json.loads(self.rfile.read(size) or b"{}")
-            ref = str(payload.get("reference"))
+            raw = self.rfile.read(size)
+            try:
+                payload = json.loads(raw) if len(raw) == size else None
+            except ValueError:
+                payload = None
+            if not isinstance(payload, dict) or not payload.get("reference"):
+                # A request cut short (the sender was killed mid-request, while another send
+                # was in flight) never reaches Notify as a notification: not a delivery.
+                self._json(400, {"errors": [{"error": "BadRequestError"}]})
+                return
+            ref = str(payload["reference"])
             with log.lock:
                 log.requests.append(("send", ref))
                 nid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ref}#{len(log.requests)}"))

@@ -222,11 +222,11 @@ def test_a_rejected_possible_match_is_not_raised_again_by_the_same_evidence(hand
 
 
 def test_confirm_refuses_when_nothing_is_proposed(hand: Hand) -> None:
-    from cme.errors import CmeError
+    from prefect.exceptions import FailedRun
 
     ref = hand.add(4)
     hand.start()
-    with pytest.raises(CmeError, match="nothing is proposed"):
+    with pytest.raises(FailedRun, match="Nothing is proposed"):
         _decide(ref, "confirm", "evidence_checked")
 
 
@@ -273,12 +273,12 @@ def test_rejecting_whereabouts_unknown_sets_the_rounds_so_far_aside(hand: Hand) 
 
 
 def test_another_outcome_needs_the_la_and_sends_its_letters(hand: Hand) -> None:
-    from cme.errors import CmeError
+    from prefect.exceptions import FailedRun
 
     ref = hand.add(7)
     hand.start()
     hand.night()
-    with pytest.raises(CmeError, match="LA code"):
+    with pytest.raises(FailedRun, match="LA code"):
         _decide(ref, "resident_other_la", "confirmed_with_agency")
     out = _decide(ref, "resident_other_la", "confirmed_with_agency", la_code="936")
     assert out["status"] == "transferred"

@@ -1,0 +1,178 @@
+"""The officer's worklist: every case that needs a person, why, since when, and what next.
+
+Read-only. References, codes and agency references only — no names, dates of birth or
+addresses — because the worklist is published as an artifact that everyone with access to
+the Prefect UI can read (docs/guidance.md, Data protection). Most urgent first: a
+safeguarding concern before an overdue acknowledgement before a decision waiting for an
+officer, and so on (:data:`URGENCY`); within one kind, the oldest first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+
+from sqlmodel import col, select
+
+from models import (
+    CaseOutcome,
+    CaseStatus,
+    Check,
+    CheckOutcome,
+    QuarantinedRecord,
+    Referral,
+    SafeguardingConcern,
+    session_scope,
+)
+from policy import LONDON
+
+__all__ = ["URGENCY", "WHY_TEXT", "WorkItem", "Why", "build_worklist", "case_items"]
+
+
+class Why(StrEnum):
+    """Why a case needs a person (a code; :data:`WHY_TEXT` says it in words)."""
+
+    safeguarding = "safeguarding"
+    acknowledgement_overdue = "acknowledgement_overdue"
+    decision_proposed = "decision_proposed"
+    possible_match = "possible_match"
+    conflicting_evidence = "conflicting_evidence"
+    located_in_area = "located_in_area"
+    deferred_overdue = "deferred_overdue"
+    quarantined = "quarantined"
+
+
+#: Most urgent first.
+URGENCY: tuple[Why, ...] = tuple(Why)
+
+WHY_TEXT: dict[Why, str] = {
+    Why.safeguarding: "Safeguarding concern",
+    Why.acknowledgement_overdue: "Acknowledgement overdue",
+    Why.decision_proposed: "Decision waiting for an officer",
+    Why.possible_match: "Possible match to confirm",
+    Why.conflicting_evidence: "Conflicting evidence",
+    Why.located_in_area: "Living in our area, not on roll",
+    Why.deferred_overdue: "Agency reply overdue",
+    Why.quarantined: "Referral could not be read",
+}
+
+_PROPOSAL_TEXT: dict[str, str] = {
+    CaseOutcome.WHEREABOUTS_UNKNOWN: "whereabouts unknown: agree the joint deletion decision "
+    "with the school, then Decide case: confirm (or reject to keep tracing)",
+    CaseOutcome.ON_ROLL_ELSEWHERE: "on roll at another school: check, then Decide case",
+    CaseOutcome.RESIDENT_OTHER_LA: "living in another LA: check, then Decide case",
+    CaseOutcome.LEFT_UK: "left the UK: check, then Decide case",
+    CaseOutcome.LOCATED_IN_AREA_NOT_ON_ROLL: "living in our area: check, then Decide case",
+}
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One line of the worklist. ``detail`` and ``next_step`` hold codes, agency names and
+    agency references only; ``reference`` is None for a record too broken to carry one."""
+
+    why: Why
+    reference: str | None
+    since: datetime
+    detail: str
+    next_step: str
+
+    @property
+    def urgency(self) -> int:
+        return URGENCY.index(self.why) + 1
+
+
+def _at(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=LONDON).astimezone(UTC)
+
+
+def case_items(r: Referral, raised: list[SafeguardingConcern], today: date) -> list[WorkItem]:
+    """What one open case needs from a person (without its overdue agency replies)."""
+    ref = r.mendix_reference
+    items: list[WorkItem] = []
+    if raised or r.safeguarding_concern or r.status is CaseStatus.ESCALATED:
+        who = ", ".join(
+            ("the school" if c.source == "school" else c.source) for c in raised
+        ) or "the school"
+        items.append(WorkItem(
+            Why.safeguarding, ref, raised[0].raised_at if raised else r.received_at,
+            f"raised by {who}",
+            "Decide on an IARF to Children's Services (or the police); when done, "
+            "Close case with a reason and a note"))
+    if r.acknowledged_at is None and r.acknowledgement_due < today and (
+            r.classification != "NOT_CME"):
+        items.append(WorkItem(
+            Why.acknowledgement_overdue, ref, _at(r.acknowledgement_due),
+            f"was due {r.acknowledgement_due:%d %b %Y}",
+            "Send the acknowledgement to the school today (check the outbox)"))
+    if r.status is CaseStatus.ESCALATED:
+        return items  # the concern comes first; nothing else is decided meanwhile
+    since = r.proposed_at or r.updated_at
+    if r.proposed_outcome is not None and r.outcome is CaseOutcome.POSSIBLE_MATCH:
+        items.append(WorkItem(
+            Why.possible_match, ref, since,
+            f"an agency matched on names and date of birth only; proposed "
+            f"{r.proposed_outcome.value}",
+            "Read the case report, check with the agency that it is this child, then "
+            "Decide case: confirm or reject"))
+    elif r.proposed_outcome is not None:
+        items.append(WorkItem(
+            Why.decision_proposed, ref, since, f"proposed {r.proposed_outcome.value}",
+            _PROPOSAL_TEXT.get(r.proposed_outcome, "Decide case")))
+    elif r.outcome is CaseOutcome.CONFLICTING_EVIDENCE:
+        items.append(WorkItem(
+            Why.conflicting_evidence, ref, r.updated_at,
+            "agencies disagree (schools, LAs or addresses)",
+            "Read the case report, find out which is right, then Decide case"))
+    elif r.outcome is CaseOutcome.LOCATED_IN_AREA_NOT_ON_ROLL:
+        items.append(WorkItem(
+            Why.located_in_area, ref, r.updated_at, "found living in our area, not on roll",
+            "Contact the family and admissions; Close case once the child is on roll"))
+    return items
+
+
+def build_worklist(db_url: str, today: date) -> list[WorkItem]:
+    """Every case that needs a person on ``today`` (a London date), most urgent first."""
+    items: list[WorkItem] = []
+    with session_scope(db_url) as s:
+        open_cases = list(s.exec(select(Referral).where(
+            col(Referral.status) != CaseStatus.CLOSED, col(Referral.duplicate_of_id).is_(None))))
+        by_id = {r.id: r for r in open_cases}
+        concerns: dict[int, list[SafeguardingConcern]] = defaultdict(list)
+        for c in s.exec(select(SafeguardingConcern)
+                        .where(col(SafeguardingConcern.referral_id).in_(list(by_id)))
+                        .order_by(col(SafeguardingConcern.raised_at))):
+            concerns[c.referral_id].append(c)
+        latest: dict[tuple[int, str], Check] = {}
+        for chk in s.exec(select(Check).where(col(Check.referral_id).in_(list(by_id)))
+                          .order_by(col(Check.round), col(Check.id))):
+            latest[(chk.referral_id, chk.connector)] = chk
+        known_refs = set(s.exec(select(Referral.mendix_reference)))
+        quarantined = list(s.exec(select(QuarantinedRecord)
+                                  .order_by(col(QuarantinedRecord.received_at))))
+
+    for r in open_cases:
+        items += case_items(r, concerns.get(r.id or 0, []), today)
+    for (rid, connector), chk in sorted(latest.items()):
+        if (chk.outcome is CheckOutcome.PENDING and chk.expected_by is not None
+                and chk.expected_by < today and by_id[rid].status is not CaseStatus.ESCALATED):
+            items.append(WorkItem(
+                Why.deferred_overdue, by_id[rid].mendix_reference, _at(chk.expected_by),
+                f"{connector} reply expected by {chk.expected_by:%d %b %Y}; their reference "
+                f"{chk.agency_reference or 'not given'}",
+                f"Chase {connector}, quoting their reference; Record agency response when "
+                "it comes"))
+    waiting: dict[str | None, list[QuarantinedRecord]] = defaultdict(list)
+    for q in quarantined:
+        if q.mendix_reference is None or q.mendix_reference not in known_refs:
+            waiting[q.mendix_reference].append(q)
+    for ref_, rows in waiting.items():
+        reasons = sorted({reason for q in rows for reason in q.reasons})
+        items.append(WorkItem(
+            Why.quarantined, ref_, rows[0].received_at,
+            f"{len(rows)} record(s) kept: " + "; ".join(reasons[:3])
+            + (" …" if len(reasons) > 3 else ""),
+            "Ask the school to correct the referral and send it again (cme intake rejected)"))
+    return sorted(items, key=lambda i: (i.urgency, i.since, i.reference or ""))
