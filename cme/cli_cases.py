@@ -175,16 +175,20 @@ def cases_cmd(
 def case_cmd(
     reference: str = typer.Argument(..., metavar="REF", help="The case's Mendix reference."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    show_personal: bool = typer.Option(
+        False, "--show-personal",
+        help="With --json: include the addresses the agencies hold (personal data)."),
 ) -> None:
-    """Show one case: its facts, timeline, agency checks and notifications.
+    """Show one case: its facts, what each agency found, timeline, checks and notifications.
 
     This is an officer's terminal view: the child appears as initials only. The full
-    details (names, date of birth, addresses, evidence) are in the `case-report` flow's
-    artifact in the Prefect UI.
+    details (names, date of birth, addresses) are in the `case-report` flow's artifact in
+    the Prefect UI; `--json --show-personal` adds the addresses agencies hold.
     """
     from tasks.reports import case_detail
 
-    d = _read(case_detail, _db_url(), reference.strip(), today=_today())
+    d = _read(case_detail, _db_url(), reference.strip().upper(), today=_today(),
+              show_personal=show_personal and as_json)
     if as_json:
         _print_json(d)
         return
@@ -228,6 +232,22 @@ def case_cmd(
     for e in d.timeline:
         timeline.add_row(_when(e.at), e.kind, _opt(e.rule), e.text, e.actor)
     console.print(timeline)
+
+    found = Table(title="What the agencies found (addresses: in the case report)",
+                  title_justify="left")
+    for name in ("Round", "Agency", "Found", "How matched", "LA", "School", "Movement",
+                 "Agency ref"):
+        found.add_column(name)
+    for e in d.evidence:
+        movement = (f"left {e['departure_date']} for {e['departure_country'] or '?'}"
+                    if e["departure_date"] else f"arrived {e['arrival_date']}"
+                    if e["arrival_date"] else e["ctf_destination"] or "—")
+        found.add_row(str(e["round"]), escape(e["agency"]), escape(e["kind"]),
+                      f"{escape(e['how_matched'])} ({e['confidence']:.2f})", _opt(e["la_code"]),
+                      escape(f"{e['school_urn'] or ''} {e['school_name'] or ''}".strip()) or "—",
+                      escape(str(movement)), escape(_opt(e["agency_reference"])))
+    if d.evidence:
+        console.print(found)
 
     checks = Table(title="Agency checks", title_justify="left")
     for name in ("Round", "Connector", "Outcome", "Checked", "Fields disclosed",

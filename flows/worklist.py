@@ -1,4 +1,4 @@
-"""The officer's worklist in the Prefect UI: a keyed table artifact, ``worklist``.
+"""The officer's worklist in the Prefect UI: a keyed markdown artifact, ``worklist``.
 
 Published by the ``worklist`` flow (Quick run from its deployment), and refreshed at the end of
 every night, every intake and every officer flow (:func:`refresh_worklist`). The artifact is
@@ -9,16 +9,20 @@ the UI can read it.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.orchestration import get_client
 
 from flows._config import db_url
 from policy import london_date
+from tasks.case_report import md_text
 from tasks.reports import london_when
-from tasks.worklist import WHY_TEXT, WorkItem, build_worklist
+from tasks.worklist import WHY_TEXT, Why, WorkItem, build_worklist
 
 __all__ = ["WORKLIST_KEY", "publish_worklist", "refresh_worklist", "worklist"]
 
@@ -26,10 +30,62 @@ __all__ = ["WORKLIST_KEY", "publish_worklist", "refresh_worklist", "worklist"]
 WORKLIST_KEY = "worklist"
 
 
-def _rows(items: list[WorkItem]) -> list[dict[str, Any]]:
-    return [{"#": n, "why": WHY_TEXT[i.why], "reference": i.reference or "(no reference)",
-             "since": london_when(i.since), "details": i.detail, "next step": i.next_step}
-            for n, i in enumerate(items, start=1)]
+#: The officer flows each line links to (its run form, filled in with the reference).
+ACTIONS: dict[str, str] = {
+    "Case report": "case-report/case-report",
+    "Decide": "decide-case/decide-case",
+    "Record reply": "record-agency-response/record-agency-response",
+    "Close": "close-case/close-case",
+}
+_ACTIONS_FOR: dict[Why, tuple[str, ...]] = {
+    Why.safeguarding: ("Case report", "Close"),
+    Why.acknowledgement_overdue: ("Case report",),
+    Why.decision_proposed: ("Case report", "Decide"),
+    Why.possible_match: ("Case report", "Decide"),
+    Why.conflicting_evidence: ("Case report", "Decide"),
+    Why.located_in_area: ("Case report", "Close"),
+    Why.deferred_overdue: ("Case report", "Record reply"),
+    Why.quarantined: (),
+}
+
+
+async def _deployment_ids() -> dict[str, str]:
+    """Each officer deployment's id, where it is deployed (none in the demo)."""
+    ids: dict[str, str] = {}
+    async with get_client() as client:
+        for label, name in ACTIONS.items():
+            try:
+                ids[label] = str((await client.read_deployment_by_name(name)).id)
+            except Exception:  # noqa: BLE001, S112 - not deployed here: no link for it
+                continue
+    return ids
+
+
+def _links(item: WorkItem, ids: dict[str, str]) -> str:
+    if not item.reference:
+        return "—"
+    params = quote(json.dumps({"reference": item.reference}))
+    return " · ".join(
+        f"[{label}](/v2/deployments/deployment/{ids[label]}/run?parameters={params})"
+        for label in _ACTIONS_FOR[item.why] if label in ids) or "—"
+
+
+def worklist_markdown(items: list[WorkItem], today: date, ids: dict[str, str]) -> str:
+    """The worklist as a markdown table, each line with links to the run forms that act on
+    it, filled in with its reference (references and codes only; all text escaped)."""
+    lines = [f"# Worklist — {today:%d %b %Y}", "",
+             f"{len(items)} case(s) need a person, most urgent first (refreshed "
+             f"{md_text(london_when(datetime.now(UTC)))}). Each line's links open the run "
+             "form for that case, filled in.", ""]
+    if not items:
+        return "\n".join([*lines, "Nothing needs a person now."]) + "\n"
+    lines += ["| # | why | case | since | details | next step | act |",
+              "|---|---|---|---|---|---|---|"]
+    for n, i in enumerate(items, start=1):
+        lines.append(f"| {n} | {md_text(WHY_TEXT[i.why])} | {md_text(i.reference)} | "
+                     f"{md_text(london_when(i.since))} | {md_text(i.detail)} | "
+                     f"{md_text(i.next_step)} | {_links(i, ids)} |")
+    return "\n".join(lines) + "\n"
 
 
 #: How many items a run's log lists (the artifact holds them all).
@@ -52,13 +108,10 @@ def log_worklist(items: list[WorkItem]) -> None:
 async def publish_worklist(items: list[WorkItem], today: date) -> None:
     """Publish ``items`` as the ``worklist`` artifact (an empty list says so), and log them."""
     log_worklist(items)
-    rows = _rows(items) or [{"#": 0, "why": "Nothing needs a person", "reference": "",
-                             "since": "", "details": "", "next step": ""}]
-    await acreate_table_artifact(
-        key=WORKLIST_KEY, table=rows,
+    await acreate_markdown_artifact(
+        key=WORKLIST_KEY, markdown=worklist_markdown(items, today, await _deployment_ids()),
         description=f"Cases that need a person, most urgent first — {len(items)} on "
-        f"{today:%d %b %Y} (refreshed {london_when(datetime.now(UTC))}). References only: open "
-        "a case with the Case report deployment.",
+        f"{today:%d %b %Y}. References only.",
     )
 
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import col, select
 
-from connectors import Evidence
 from models import (
     CaseEvent,
     Check,
@@ -30,10 +28,10 @@ from models import (
     session_scope,
 )
 from tasks.decisions import refuse_unless_open
-from tasks.reports import concern_summary, concerns_of, london_when
+from tasks.reports import concern_summary, concerns_of, evidence_rows, london_when
 from tasks.worklist import WHY_TEXT, case_items
 
-__all__ = ["evidence_rows", "md_text", "render_case_report"]
+__all__ = ["md_text", "render_case_report"]
 
 # Markdown's punctuation that can start or end syntax (emphasis, links, images, code, tables,
 # headings, lists, quotes, HTML); each is shown literally when escaped with a backslash.
@@ -70,30 +68,6 @@ def _when(value: datetime | date | None) -> str:
 
 def _row(*cells: Any) -> str:
     return "| " + " | ".join(md_text(c) for c in cells) + " |"
-
-
-def evidence_rows(checks: Iterable[Check], school_names: dict[str, str]) -> list[dict[str, Any]]:
-    """What each agency found, one row per piece of evidence (personal data: the addresses
-    agencies hold). ``school_names``: URN → school name, where the school is known."""
-    out: list[dict[str, Any]] = []
-    for c in checks:
-        items = (c.evidence or {}).get("items", []) if c.evidence else []
-        for raw in items:
-            e = Evidence.model_validate(raw)
-            out.append({
-                "round": c.round, "agency": c.connector, "checked_at": c.checked_at,
-                "agency_reference": c.agency_reference, "kind": e.kind, "source": e.source,
-                "how_matched": e.match_basis or "not said (read as demographic)",
-                "confidence": e.confidence, "la_code": e.la_code, "school_urn": e.school_urn,
-                "school_name": school_names.get(e.school_urn or ""),
-                "address": ", ".join(x for x in (e.address, e.town, e.postcode) if x) or None,
-                "address_type": e.address_type, "date_seen": e.date_seen,
-                "departure_date": e.departure_date if e.kind == "departure" else None,
-                "arrival_date": e.departure_date if e.kind == "arrival" else None,
-                "departure_country": e.departure_country,
-                "ctf_destination": e.ctf_destination, "safeguarding": e.safeguarding,
-            })
-    return out
 
 
 def render_case_report(db_url: str, reference: str, *, today: date) -> str:

@@ -19,7 +19,7 @@ A reference that does not exist raises :class:`CaseNotFound`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum, StrEnum
@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from connectors import Evidence
 from models import (
     CaseEvent,
     CaseStatus,
@@ -64,6 +65,7 @@ __all__ = [
     "concerns_of",
     "count_cases",
     "disclosure_audit",
+    "evidence_rows",
     "list_cases",
     "list_outbox",
     "list_quarantined",
@@ -289,6 +291,9 @@ class CaseDetail:
     confirmed_outcome: str | None = None
     concerns: list[ConcernRow] = field(default_factory=list)
     safeguarding: str = "no"
+    #: What each agency found (tasks.reports.evidence_rows). Personal data (the addresses
+    #: agencies hold) is left out unless asked for: see ``case_detail(show_personal=...)``.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[CaseEventRow] = field(default_factory=list)
     checks: list[CheckRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
@@ -299,8 +304,18 @@ def _initials(child: Child) -> str:
     return f"{first.upper() or '?'}.{last.upper() or '?'}."
 
 
-def case_detail(db_url: str, reference: str, *, today: date) -> CaseDetail:
-    """The facts, timeline, checks and notifications of the case ``reference``."""
+#: Evidence fields that are personal data: only with ``show_personal``.
+PERSONAL_EVIDENCE = ("address",)
+
+
+def case_detail(db_url: str, reference: str, *, today: date,
+                show_personal: bool = False) -> CaseDetail:
+    """The facts, timeline, checks, notifications and evidence of the case ``reference``.
+
+    The evidence is what each agency found (LA, school, departure, agency reference, how it
+    matched the child), as in the case report; the addresses agencies hold only with
+    ``show_personal``.
+    """
     with session_scope(db_url) as session:
         referral = session.exec(
             select(Referral).where(Referral.mendix_reference == reference)
@@ -329,6 +344,14 @@ def case_detail(db_url: str, reference: str, *, today: date) -> CaseDetail:
         concerns = concerns_of(referral, session.exec(
             select(SafeguardingConcern).where(SafeguardingConcern.referral_id == referral.id)
             .order_by(col(SafeguardingConcern.raised_at), col(SafeguardingConcern.id))).all())
+        urns = {str(raw.get("school_urn")) for c in checks if c.evidence
+                for raw in c.evidence.get("items", []) if raw.get("school_urn")}
+        names = {sc.urn: sc.name for sc in session.exec(
+            select(School).where(col(School.urn).in_(list(urns))))} if urns else {}
+        evidence = evidence_rows(checks, names)
+        if not show_personal:
+            evidence = [{k: (None if k in PERSONAL_EVIDENCE else v) for k, v in e.items()}
+                        for e in evidence]
         return CaseDetail(
             reference=referral.mendix_reference,
             kind=str(referral.kind),
@@ -359,6 +382,7 @@ def case_detail(db_url: str, reference: str, *, today: date) -> CaseDetail:
             concerns=concerns,
             safeguarding=concern_summary(concerns, closed_at=referral.closed_at,
                                          closure_reason=_str(referral.closure_reason)),
+            evidence=evidence,
             timeline=[CaseEventRow(at=e.at, kind=e.kind, rule=e.rule, text=e.text,
                                    actor=e.actor) for e in events],
             checks=[_check_row(c) for c in checks],
@@ -383,6 +407,31 @@ def _notification_row(n: Notification, reference: str | None) -> NotificationRow
         next_attempt_at=n.next_attempt_at, sent_at=n.sent_at, last_error=n.last_error,
         created_at=n.created_at,
     )
+
+
+def evidence_rows(checks: Iterable[Check], school_names: dict[str, str]
+                  ) -> list[dict[str, Any]]:
+    """What each agency found, one row per piece of evidence (personal data: the addresses
+    agencies hold). ``school_names``: URN → school name, where the school is known."""
+    out: list[dict[str, Any]] = []
+    for c in checks:
+        items = (c.evidence or {}).get("items", []) if c.evidence else []
+        for raw in items:
+            e = Evidence.model_validate(raw)
+            out.append({
+                "round": c.round, "agency": c.connector, "checked_at": c.checked_at,
+                "agency_reference": c.agency_reference, "kind": e.kind, "source": e.source,
+                "how_matched": e.match_basis or "not said (read as demographic)",
+                "confidence": e.confidence, "la_code": e.la_code, "school_urn": e.school_urn,
+                "school_name": school_names.get(e.school_urn or ""),
+                "address": ", ".join(x for x in (e.address, e.town, e.postcode) if x) or None,
+                "address_type": e.address_type, "date_seen": e.date_seen,
+                "departure_date": e.departure_date if e.kind == "departure" else None,
+                "arrival_date": e.departure_date if e.kind == "arrival" else None,
+                "departure_country": e.departure_country,
+                "ctf_destination": e.ctf_destination, "safeguarding": e.safeguarding,
+            })
+    return out
 
 
 # --------------------------------------------------------------------------- outbox

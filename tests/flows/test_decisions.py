@@ -438,3 +438,70 @@ def test_an_officers_narrow_or_repeated_trace_is_not_a_round(hand: Hand) -> None
     assert r.proposed_outcome is None and r.decision_rule == "keep_tracing"
     hand.night(1)  # the next day's round is the second that counts
     assert hand.case(ref).proposed_outcome is not None
+
+
+# --- issue 15: the worklist -------------------------------------------------------------
+
+
+def test_the_worklist_puts_every_case_that_needs_a_person_first_things_first(
+        hand: Hand) -> None:
+    from tasks.worklist import Why, build_worklist
+
+    concern = hand.add(20, referral={"safeguarding_concern": True})
+    unknown = hand.add(21)
+    possible = hand.add(22, referral={"child": {"upn": None}}, upn=None, other_la=[
+        {"la_code": "936", "kind": "on_roll", "school_urn": "125111", "since": "2026-11-01"}])
+    conflict = hand.add(23, other_la=[
+        {"la_code": "852", "kind": "on_roll", "school_urn": "125111", "since": "2026-11-01"},
+        {"la_code": "936", "kind": "on_roll", "school_urn": "125222", "since": "2026-11-02"}])
+    hand.referrals.append({"mendix_reference": "CME-2026-999999", "kind": "CME"})  # broken
+    hand.start(CME_MIN_ROUNDS="2")
+    for n in range(3):
+        hand.night(n)
+    items = build_worklist(hand.db_url, TODAY + timedelta(days=2))
+    by_ref = {i.reference: i for i in items}
+    assert by_ref[concern].why is Why.safeguarding
+    assert by_ref[unknown].why is Why.decision_proposed
+    assert "whereabouts_unknown" in by_ref[unknown].detail
+    assert "joint deletion decision" in by_ref[unknown].next_step
+    assert by_ref[possible].why is Why.possible_match
+    assert by_ref[conflict].why is Why.conflicting_evidence
+    assert by_ref["CME-2026-999999"].why is Why.quarantined
+    # Most urgent first.
+    ranks = [i.urgency for i in items]
+    assert ranks == sorted(ranks) and items[0].why is Why.safeguarding
+    # References and codes only: nothing about who the children are.
+    text = repr(items)
+    for c in hand.children:
+        for value in (c["forename"], c["surname"], c["dob"], c["postcode"], c["address_line"],
+                      c["upn"]):
+            if value:
+                assert str(value) not in text
+
+
+def test_an_overdue_deferred_reply_is_on_the_worklist_with_the_agencys_reference(
+        hand: Hand) -> None:
+    from tasks.worklist import Why, build_worklist
+
+    ref = hand.add(24, dwp={"address_line": "1 Far", "town": "Leeds", "postcode": "LS1 1AA",
+                            "la_code": "383", "recorded_on": "2026-11-01",
+                            "answer_after_days": 30})
+    hand.start()
+    hand.night()
+    items = [i for i in build_worklist(hand.db_url, TODAY + timedelta(days=10))
+             if i.reference == ref and i.why is Why.deferred_overdue]
+    assert len(items) == 2  # DWP, and Border Force (no match yet either)
+    dwp = next(i for i in items if "dwp" in i.detail)
+    assert "DWP-" in dwp.detail and "Chase dwp" in dwp.next_step
+
+
+def test_a_decision_on_the_worklist_leaves_it(hand: Hand) -> None:
+    from tasks.worklist import build_worklist
+
+    ref = hand.add(25)
+    hand.start(CME_MIN_ROUNDS="1")
+    hand.night(0)
+    hand.night(1)
+    assert ref in {i.reference for i in build_worklist(hand.db_url, TODAY)}
+    _decide(ref, "confirm", "joint_decision_with_school")
+    assert ref not in {i.reference for i in build_worklist(hand.db_url, TODAY)}
