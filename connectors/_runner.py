@@ -2,7 +2,7 @@
 
 These are the functions a Prefect task calls with a chunk of a few hundred referrals. One
 ``httpx.AsyncClient`` per connector, its pool no larger than the connector's concurrency cap
-(DESIGN.md, "HTTP client cost"). A single subject's failure becomes an error result.
+(docs/architecture.md, "Measured facts"). A single subject's failure becomes an error result.
 """
 
 from __future__ import annotations

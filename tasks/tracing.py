@@ -1,6 +1,6 @@
 """Tracing: ask each agency about a chunk of referrals, record the answers, decide.
 
-A night's work is O(chunks) task runs (DESIGN.md, measured Prefect facts): one
+A night's work is O(chunks) task runs (docs/architecture.md, "Measured facts"): one
 :func:`trace_chunk` per (connector × chunk of a few hundred referrals), running the
 connector's requests concurrently inside under its own limits, then one
 :func:`decide_chunk` per chunk.
