@@ -105,33 +105,23 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _mount_optional(module: str, name: str) -> None:
-    """Mount a sub-command group whose module may not exist in this build yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return
-        raise
-    app.add_typer(mod.app, name=name)
+def _mount(module: str, name: str) -> None:
+    """Mount a sub-command group. A module that does not import fails the CLI loudly: a
+    command that silently vanished would look to an operator like a typo of theirs."""
+    app.add_typer(importlib.import_module(module).app, name=name)
 
 
-def _register_optional(module: str) -> None:
-    """Let a module add top-level commands through its ``register(app)`` function."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return
-        raise
-    mod.register(app)
+def _register(module: str) -> None:
+    """Let a module add top-level commands through its ``register(app)`` function (loudly,
+    as :func:`_mount`)."""
+    importlib.import_module(module).register(app)
 
 
-_mount_optional("cme.cli_connectors", "connectors")
-_mount_optional("cme.cli_sandbox", "sandbox")
-_mount_optional("cme.cli_bench", "bench")
+_mount("cme.cli_connectors", "connectors")
+_mount("cme.cli_sandbox", "sandbox")
+_mount("cme.cli_bench", "bench")
 for _module in ("cme.cli_cases", "cme.cli_run", "cme.cli_ui"):
-    _register_optional(_module)
+    _register(_module)
 
 
 def main() -> None:

@@ -111,3 +111,16 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert "<!-- test-command -->" in ci  # CI reads the command from the README
     command = readme.split("<!-- test-command -->", 1)[1].split("```bash\n", 1)[1].split("\n")[0]
     assert "pytest" in command
+
+
+def test_a_command_module_that_does_not_import_fails_the_cli_loudly() -> None:
+    # A missing command module used to be skipped silently, so a whole command group could
+    # vanish from `cme --help` with nothing said.
+    import pytest
+
+    from cme import cli
+
+    with pytest.raises(ModuleNotFoundError):
+        cli._mount("cme.cli_no_such_module", "nothing")
+    with pytest.raises(ModuleNotFoundError):
+        cli._register("cme.cli_no_such_module")
