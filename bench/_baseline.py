@@ -7,10 +7,10 @@ the five connectors make on a first night (same URLs, same minimised JSON bodies
 ``concurrency`` in flight per agency, reads and decodes every answer, honours 429 +
 Retry-After, and writes nothing. It prints one JSON line: wall time and requests per agency.
 
-Client set-up (docs/architecture.md, "Measured facts"): one ``httpx.AsyncClient`` per agency, its pool
-the size of the cap, fed by ``concurrency`` workers from a queue — the fastest plain-httpx
-set-up measured here. ``--transport aiohttp`` uses ``httpx-aiohttp``'s transport instead,
-when that package is installed (it is not a dependency of the project).
+Client set-up (docs/architecture.md, "Measured facts"): one ``httpx.AsyncClient`` per
+agency, its pool the size of the cap, fed by ``concurrency`` workers from a queue — the
+fastest plain-httpx set-up measured here. ``--transport aiohttp`` uses ``httpx-aiohttp``'s
+transport instead, when that package is installed (it is not a dependency of the project).
 """
 
 from __future__ import annotations

@@ -56,12 +56,6 @@ __all__ = [
 
 log = logging.getLogger("connectors")
 
-# httpx logs every request URL at INFO. Our URLs carry no personal data (the conformance kit
-# checks), but a proxy-style log line per request is noise and a risk: keep it at WARNING
-# unless the application configured it explicitly.
-if logging.getLogger("httpx").level == logging.NOTSET:
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 Clock = Callable[[], float]

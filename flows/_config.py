@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date
 from typing import Any
@@ -14,6 +15,12 @@ from connectors import available
 from tasks.dispatch import DispatchConfig
 from tasks.intake import IntakeConfig
 from tasks.tracing import TraceConfig
+
+# httpx logs every request URL at INFO. Our URLs carry no personal data (the conformance kit
+# checks), but a line per request is noise and a risk: the application keeps it at WARNING
+# unless configured otherwise. (The connectors library itself leaves logging alone.)
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def db_url() -> str:

@@ -131,3 +131,20 @@ def test_invalid_settings_are_reported_without_their_values(
 def test_settings_override_wins() -> None:
     (conn,) = load_enabled(["lpd"], settings={"lpd": ConnectorSettings(base_url="https://x.test")})
     assert conn.allowed_hosts() == frozenset({"x.test"})
+
+
+def test_importing_connectors_leaves_httpx_logging_alone() -> None:
+    # A connector package's process decides its own logging; only the pipeline's flows keep
+    # httpx's per-request INFO lines at WARNING.
+    import subprocess
+    import sys
+
+    code = ("import logging, connectors, connectors.testing; "
+            "print(logging.getLogger('httpx').level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "0"
+    code = "import logging, flows._config; print(logging.getLogger('httpx').level)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == str(30)
