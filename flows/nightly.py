@@ -231,6 +231,8 @@ async def _publish(summary: dict[str, Any]) -> None:
     rows.append({"section": "acknowledgement SLA", "name": "overdue, not acknowledged",
                  "count": summary["ack_sla_breaches"]})
     rows.append({"section": "run", "name": "referrals traced", "count": summary["selected"]})
+    rows.append({"section": "run", "name": "due, left to another run tracing them",
+                 "count": summary.get("claimed_elsewhere", 0)})
     rows.append({"section": "for a person", "name": "cases on the worklist (Artifacts → "
                  "worklist)", "count": summary.get("worklist", 0)})
     rows.append({"section": "for a person", "name": "decisions waiting as suspended runs "
