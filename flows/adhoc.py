@@ -202,6 +202,14 @@ async def trace_referral(
         ref = r.mendix_reference
     names = [AgencyToAsk(c).code for c in connectors] or None
     summary = await run_nightly(references=[ref], force=force, connectors=names, publish=False)
+    if summary.get("claimed_elsewhere"):
+        # Another run (tonight's, or another officer's trace) holds this case's round and is
+        # asking the agencies now: asking them again would be a second request about the
+        # same child in the same round (README, "One night at a time").
+        return refused(f"Case {ref} is being traced by another run right now (tonight's "
+                       "tracing or another officer's trace): nothing was asked twice. Its "
+                       "answers will be on the case when that run ends — open the case "
+                       "report then")
     return summary
 
 

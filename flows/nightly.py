@@ -26,10 +26,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from cme.errors import CmeError
 from cme.settings import get_settings
 from flows import _progress
 from flows._config import dispatch_config, task_runner, trace_config
-from models import Notification, NotificationStatus, Referral, get_engine
+from models import Notification, NotificationStatus, Referral, get_engine, locks
 from policy import london_date
 from tasks.dispatch import dispatch_task
 from tasks.tracing import (
@@ -42,30 +43,70 @@ from tasks.tracing import (
     trace_chunk,
 )
 
-__all__ = ["nightly_tracing", "run_nightly"]
+__all__ = ["NightInProgress", "nightly_tracing", "run_nightly"]
+
+
+class NightInProgress(CmeError):
+    """Another nightly run holds the night: this one traced nothing."""
 
 
 async def run_nightly(today: date | None = None, *, chunk_size: int | None = None,
                       references: list[str] | None = None, force: bool = False,
                       connectors: list[str] | None = None,
                       publish: bool = True) -> dict[str, Any]:
-    """The body of the nightly flow (also used by ``trace-referral`` for one reference)."""
+    """The body of the nightly flow (also used by ``trace-referral`` for one reference).
+
+    One night at a time (README, "One night at a time"): the night holds the ``nightly``
+    lock in the case database, and a second night started meanwhile raises
+    :class:`NightInProgress` having asked no one anything. Every run — a night, or an
+    officer's trace (``references``) — claims each referral's round before asking about it
+    and traces only what it claimed: ``claimed_elsewhere`` in the summary counts the
+    referrals another run was tracing (it asks the agencies about those, once).
+    """
     settings = get_settings()
     started = datetime.now(UTC)
     today = today or london_date(started)
     cfg = trace_config(today, settings, connectors)
-    size = chunk_size or settings.chunk_size
-    ids = select_due(cfg.db_url, today, references=references, force=force)
+    night = references is None
+    owner = cfg.run_id
+    if night:
+        took, holder = locks.acquire_lock(cfg.db_url, locks.NIGHT, owner)
+        if not took:
+            raise NightInProgress(
+                f"another nightly run is tracing ({holder.describe()}): this one did "
+                "nothing. If that run died on another machine, a night can start once its "
+                "lease has run out")
+    try:
+        with locks.Heartbeat(cfg.db_url, owner, locks.NIGHT if night else None):
+            return await _night(cfg, today, started, chunk_size or settings.chunk_size,
+                                references, force, publish, settings)
+    finally:
+        locks.release_claims(cfg.db_url, owner)
+        if night:
+            locks.release_lock(cfg.db_url, locks.NIGHT, owner)
+
+
+async def _night(cfg: TraceConfig, today: date, started: datetime, size: int,
+                 references: list[str] | None, force: bool, publish: bool,
+                 settings: Any) -> dict[str, Any]:
+    due = select_due(cfg.db_url, today, references=references, force=force)
+    # Claimed before anyone is asked: a referral another run is tracing is its to ask about.
+    ids = locks.claim_rounds(cfg.db_url, due, cfg.run_id)
     chunks = chunked(ids, size)
     logger = get_run_logger()
     logger.info("tracing %d referrals in %d chunks with %d connectors", len(ids), len(chunks),
                 len(cfg.connectors))
+    if len(ids) < len(due):
+        logger.warning("%d due referrals are being traced by another run right now: "
+                       "left to it", len(due) - len(ids))
     _progress.report(total=len(ids), advance=0)
 
     chunk_reports, decide_reports = await _trace_and_decide(chunks, cfg)
+    locks.release_claims(cfg.db_url, cfg.run_id)
 
     dispatched = await dispatch_task(dispatch_config(settings))
     summary = _summarise(cfg.db_url, today, len(ids), chunk_reports, decide_reports, dispatched)
+    summary["claimed_elsewhere"] = len(due) - len(ids)
     # Each new decision for a person waits in the UI as a suspended run, and the worklist
     # shows everything that needs a person (flows/waiting.py, flows/worklist.py).
     from flows.waiting import start_waiting
@@ -190,6 +231,8 @@ async def _publish(summary: dict[str, Any]) -> None:
     rows.append({"section": "acknowledgement SLA", "name": "overdue, not acknowledged",
                  "count": summary["ack_sla_breaches"]})
     rows.append({"section": "run", "name": "referrals traced", "count": summary["selected"]})
+    rows.append({"section": "run", "name": "due, left to another run tracing them",
+                 "count": summary.get("claimed_elsewhere", 0)})
     rows.append({"section": "for a person", "name": "cases on the worklist (Artifacts → "
                  "worklist)", "count": summary.get("worklist", 0)})
     rows.append({"section": "for a person", "name": "decisions waiting as suspended runs "

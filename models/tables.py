@@ -9,7 +9,9 @@ Integrity is kept by the database, not by hope:
 - ``check`` is unique per ``(referral_id, connector, round)`` — a re-run night cannot
   record the same enquiry twice;
 - ``notification.idempotency_key`` is unique — a school is never sent the same letter twice;
-- ``school.urn`` is unique.
+- ``school.urn`` is unique;
+- ``runlock.name`` and ``roundclaim.referral_id`` are primary keys — one night holds the
+  night, one run holds a referral's round (README, "One night at a time").
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ __all__ = [
     "Notification",
     "QuarantinedRecord",
     "Referral",
+    "RoundClaim",
+    "RunLock",
     "SafeguardingConcern",
     "School",
     "SourceState",
@@ -245,3 +249,35 @@ class SourceState(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=60)
     watermark: datetime | None = _ts(default=None)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class RunLock(SQLModel, table=True):
+    """A lock held in the case database (``nightly``: the night's tracing), so two runs on
+    any number of machines never do the same work at once (README, "One night at a time").
+
+    Taken with a conditional UPDATE (free, expired or its holder's process gone); held by
+    renewing ``lease_until`` while the run lives; given back by clearing ``owner``.
+    """
+
+    name: str = Field(primary_key=True, max_length=40)
+    owner: str | None = Field(default=None, max_length=64)  # the holding run's id
+    host: str | None = Field(default=None, max_length=255)
+    pid: int | None = None
+    acquired_at: datetime | None = _ts(default=None)
+    lease_until: datetime | None = _ts(default=None)
+
+
+class RoundClaim(SQLModel, table=True):
+    """A run's claim on one referral's tracing round: only the holder asks the agencies
+    about that child and decides the round; the row is deleted when the run is done.
+
+    A claim whose lease ran out, or whose process is gone, is taken over.
+    """
+
+    referral_id: int = Field(primary_key=True, foreign_key="referral.id")
+    round: int
+    owner: str = Field(max_length=64)
+    host: str = Field(max_length=255)
+    pid: int
+    claimed_at: datetime = _ts(default_factory=utcnow)
+    lease_until: datetime = _ts()

@@ -305,7 +305,9 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
         for o in outcomes
     ] + carried
     with session_scope(cfg.db_url) as s:
-        insert_ignoring_duplicates(s, Check.__table__, check_rows)  # type: ignore[attr-defined]
+        new = insert_ignoring_duplicates(s, Check.__table__, check_rows)  # type: ignore[attr-defined]
+        if new < len(check_rows):
+            _record_unrecorded_requests(s, check_rows, cfg, report)
     report.asked = len(outcomes)
     for row in check_rows:
         report.outcomes[str(row["outcome"].value if hasattr(row["outcome"], "value")
@@ -315,6 +317,29 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
         if o.result.error_code:
             report.errors[f"{o.result.error_kind}/{o.result.error_code}"] += 1
     return report
+
+
+def _record_unrecorded_requests(s: Session, rows: Sequence[dict[str, Any]], cfg: TraceConfig,
+                                report: ChunkReport) -> None:
+    """A request went out whose check row another run had already written for the same
+    (referral, agency, round): the round is claimed before asking (models/locks.py), so this
+    only happens when a claim was lost; the request is still recorded, on the case's
+    timeline, so the disclosure audit never misses what left the LA."""
+    by_key = {(r["referral_id"], r["round"]): r for r in rows if r["fields_disclosed"]}
+    if not by_key:
+        return
+    kept = {(rid, rnd) for rid, rnd in s.exec(
+        select(Check.referral_id, Check.round).where(
+            col(Check.referral_id).in_([k[0] for k in by_key]),
+            Check.connector == rows[0]["connector"], Check.run_id == cfg.run_id))}
+    for (rid, rnd), row in sorted(by_key.items()):
+        if (rid, rnd) in kept:
+            continue
+        report.errors["request_not_first_in_round"] += 1
+        event(s, rid, "disclosure",
+              f"{row['connector']} was asked again in round {rnd} by run {cfg.run_id} "
+              f"(fields sent: {', '.join(row['fields_disclosed'])}); another run had "
+              "already recorded this round's answer")
 
 
 @task(name="trace-chunk", cache_policy=NO_CACHE, persist_result=False,

@@ -1,7 +1,7 @@
 """The case report (issue 15, point 6; issue 18, point 9): the evidence an officer needs, in
 London time, with every free-text value shown literally — it adds no row, code block, link,
 image or HTML of its own. Parsed here with a CommonMark + GFM-tables parser; the same report
-is rendered in Chromium by ``tests/e2e/test_browser_desk.py``."""
+is rendered in Chromium by ``tests/e2e/test_browser_case_report.py``."""
 
 from __future__ import annotations
 

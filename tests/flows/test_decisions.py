@@ -425,13 +425,56 @@ def test_school_age_is_judged_on_the_london_date(hand: Hand) -> None:
 
 
 def test_an_officers_narrow_or_repeated_trace_is_not_a_round(hand: Hand) -> None:
+    """Issue 18, point 8: ``trace-referral`` of the LPD alone, three times in a minute, once
+    made a case whereabouts unknown and mailed the school that it may delete the pupil."""
+    import time
+
     from flows.adhoc import trace_referral
+    from policy import Answer, complete_rounds
 
     ref = hand.add(17)
-    hand.start(CME_MIN_ROUNDS="2")
-    for _ in range(3):  # three traces of one agency in a minute: no round at all
-        _run(trace_referral(reference=ref, connectors=["lpd"]))
+    # One counted round would be enough to propose "whereabouts unknown": if a narrow trace
+    # counted, or narrowed the agencies waited for, the first one would propose it.
+    hand.start(CME_MIN_ROUNDS="1")
+    started = time.monotonic()
+    for _ in range(3):
+        state = _run(trace_referral(reference=ref, connectors=["lpd"], return_state=True))
+        assert state.is_completed(), state
+        r = hand.case(ref)
+        assert (r.status, r.decision_rule, r.proposed_outcome) == (
+            CaseStatus.TRACING, "keep_tracing", None)
+    assert time.monotonic() - started < 60  # three traces in a minute
+    with Session(get_engine(hand.db_url)) as s:
+        from models import Check
+
+        checks = list(s.exec(select(Check).where(Check.referral_id == hand.case(ref).id)))
+    assert {c.connector for c in checks} == {"lpd"} and len(checks) == 3
+    assert all(c.outcome.value == "not_found" for c in checks)  # final answers, no finding
+    # Counted against every enabled agency (the rulebook waits for all five): no round.
+    enabled = frozenset(BUILTINS.split(","))
+    assert complete_rounds([Answer(c.round, c.connector, c.outcome.value,
+                                   c.traced_on or TODAY) for c in checks], enabled) == 0
+    # Nothing went to the school or anyone else but the referral's acknowledgement.
+    sent = {n.template for n in hand.notes(ref)}
+    assert sent <= {Template.acknowledgement, Template.missing_school_actions}, sent
+    assert not hand.events(ref, "officer_review")
+    assert not hand.mail(lambda m: "whereabouts unknown" in (m["Subject"] or "").lower())
+
+    # The rulebook still waits for every agency: the night asks all five, DWP and Border
+    # Force answer the next day, and only that full round counts.
+    hand.night(1)
     assert hand.case(ref).proposed_outcome is None
+    hand.night(2)
+    r = hand.case(ref)
+    assert r.proposed_outcome is not None and r.proposed_outcome.value == "whereabouts_unknown"
+    assert not hand.notes(ref, Template.resolution)  # proposed to an officer, never sent
+
+
+def test_full_traces_repeated_on_one_day_are_one_round(hand: Hand) -> None:
+    from flows.adhoc import trace_referral
+
+    ref = hand.add(18)
+    hand.start(CME_MIN_ROUNDS="2")
     for _ in range(3):  # full traces on one day (DWP and Border Force answer on the 2nd)
         _run(trace_referral(reference=ref))
     r = hand.case(ref)
