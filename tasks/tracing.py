@@ -27,9 +27,7 @@ from sqlmodel import Session, col, select
 
 import policy
 from connectors import (
-    CheckOutcome as ConnectorOutcome,
-)
-from connectors import (
+    AgencyEnvironment,
     Connector,
     Enquiry,
     Evidence,
@@ -38,6 +36,9 @@ from connectors import (
     run_connector,
     run_deferred_poll,
     run_deferred_submit,
+)
+from connectors import (
+    CheckOutcome as ConnectorOutcome,
 )
 from models import (
     CaseOutcome,
@@ -54,7 +55,7 @@ from models import (
     session_scope,
 )
 from notifications import queue_notification
-from tasks._agencies import agency_transport, connector_overrides
+from tasks._agencies import agency_transport, connector_overrides, environment
 from tasks._common import event, initials, insert_ignoring_duplicates
 
 __all__ = [
@@ -112,6 +113,7 @@ class TraceConfig:
     la_name: str = "Hampshire County Council"
     other_la_contacts: dict[str, str] = field(default_factory=dict)
     sandbox_world: str | None = None
+    agency_environment: str | None = None
     enabled_connectors: tuple[str, ...] = ()
     official_connectors: tuple[str, ...] = ()
     automatic_outcomes: tuple[str, ...] = tuple(sorted(policy.AUTOMATIC_OUTCOMES))
@@ -175,14 +177,18 @@ def chunked(ids: Sequence[int], size: int) -> list[list[int]]:
 _CONNECTORS: dict[tuple[str, str], Connector] = {}
 
 
-def _connector(name: str, run_id: str, sandbox_world: str | None = None) -> Connector:
+def _environment(cfg: TraceConfig) -> AgencyEnvironment | None:
+    return environment(cfg.agency_environment, cfg.sandbox_world)
+
+
+def _connector(name: str, run_id: str, env: AgencyEnvironment | None = None) -> Connector:
     # One instance per connector per run in this process, so its circuit breaker and rate
     # limiter see the whole night, not one chunk.
     key = (name, run_id)
     if key not in _CONNECTORS:
         for old in [k for k in _CONNECTORS if k[0] == name]:
             del _CONNECTORS[old]
-        _CONNECTORS[key] = load_enabled([name], settings=connector_overrides(sandbox_world))[0]
+        _CONNECTORS[key] = load_enabled([name], settings=connector_overrides(env, name))[0]
     return _CONNECTORS[key]
 
 
@@ -237,7 +243,8 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
     report = ChunkReport(connector=connector_name)
     if not referral_ids:
         return report
-    connector = _connector(connector_name, cfg.run_id, cfg.sandbox_world)
+    env = _environment(cfg)
+    connector = _connector(connector_name, cfg.run_id, env)
     with Session(get_engine(cfg.db_url), expire_on_commit=False) as s:
         rows = s.exec(
             select(Referral, Child, School)
@@ -266,7 +273,7 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
     report.skipped_already_checked = len(rows) - len(todo)
     by_ref = {r.mendix_reference: r for r, _, _ in todo}
     if transport is None:
-        transport = agency_transport(cfg.sandbox_world, cfg.today)
+        transport = agency_transport(env, connector_name, cfg.today)
 
     outcomes: list[ConnectorOutcome] = []
     carried: list[dict[str, Any]] = []
