@@ -22,7 +22,8 @@ CONTRACT_VERSION = 1
 
 #: The settings class of a connector: ``class GP(Connector[GPSettings])`` types
 #: ``self.settings`` as ``GPSettings`` (a plain ``Connector`` has :class:`ConnectorSettings`).
-SettingsT = TypeVar("SettingsT", bound=ConnectorSettings, default=ConnectorSettings)
+SettingsT = TypeVar("SettingsT", bound=ConnectorSettings, default=ConnectorSettings,
+                    covariant=True)
 
 
 class Connector(ABC, Generic[SettingsT]):

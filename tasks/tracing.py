@@ -208,6 +208,30 @@ def _subject(r: Referral, c: Child, school: School) -> TraceSubject:
     )
 
 
+def trace_subject(db_url: str, reference: str) -> TraceSubject | None:
+    """The subject the night would trace for the referral ``reference`` (None: no such
+    referral). For ``cme connectors check --reference``."""
+    with Session(get_engine(db_url)) as s:
+        row = s.exec(
+            select(Referral, Child, School)
+            .join(Child, col(Child.id) == Referral.child_id)
+            .join(School, col(School.id) == Referral.school_id)
+            .where(Referral.mendix_reference == reference)
+        ).first()
+    return _subject(*row) if row is not None else None
+
+
+def wired_connector(name: str, today: date, *, agency_environment: str | None,
+                    sandbox_world: str | None
+                    ) -> tuple[Connector, httpx.AsyncBaseTransport | None]:
+    """Connector ``name`` wired as the night wires it: the agency environment's settings and
+    transport if it serves the connector, else its own ``CME_<NAME>_*`` settings and real
+    HTTP (None)."""
+    env = environment(agency_environment, sandbox_world)
+    (connector,) = load_enabled([name], settings=connector_overrides(env, name))
+    return connector, agency_transport(env, name, today)
+
+
 def _failed_poll(chk: Check) -> bool:
     """A poll of a filed enquiry that failed (only polls carry the agency's reference on an
     error): ask about the same enquiry again. Only a 4xx — the agency does not know the
