@@ -120,6 +120,13 @@ class Settings(BaseSettings):
         description="A sandbox world file: when set, agencies are simulated in-process from "
         "it (the demo); when unset, connectors call the configured agencies.",
     )
+    agency_environment: str | None = Field(
+        default=None,
+        description="A simulated agency environment (an entry point in group "
+        "`cme.agency_environments`, e.g. `sandbox`) that answers for the agencies it "
+        "simulates; every other connector calls its own host. Unset: `sandbox` when "
+        "CME_SANDBOX_WORLD is set, else none (the real agencies).",
+    )
     task_runner: Literal["thread", "dask"] = Field(
         default="thread", description="Prefect task runner for the nightly flow: `thread` "
         "(a thread pool in the flow's process) or `dask` (prefect-dask's DaskTaskRunner)."

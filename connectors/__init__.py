@@ -5,6 +5,7 @@ Prefect here. See ``docs/connectors.md`` for writing a connector.
 """
 
 from ._contract import CONTRACT_VERSION, Connector
+from ._environment import ENVIRONMENT_GROUP, AgencyEnvironment, load_environment
 from ._errors import (
     AgencyTimeout,
     AgencyUnavailable,
@@ -64,7 +65,9 @@ from ._settings import ConnectorSettings, env_prefix
 __all__ = [
     "CONTRACT_VERSION",
     "ENTRY_POINT_GROUP",
+    "ENVIRONMENT_GROUP",
     "QUERY_FIELDS",
+    "AgencyEnvironment",
     "AgencyHTTP",
     "AgencyResponse",
     "AgencyTimeout",
@@ -105,6 +108,7 @@ __all__ = [
     "enabled_names",
     "env_prefix",
     "load_enabled",
+    "load_environment",
     "make_client",
     "parse_retry_after",
     "run_connector",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC
-from typing import ClassVar
+from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 
 import httpx
+from typing_extensions import TypeVar
 
 from cme.secrets import reveal
 
@@ -14,13 +15,18 @@ from ._models import QUERY_FIELDS, Query, Result
 from ._resilience import AgencyHTTP, CircuitBreaker, RateLimiter
 from ._settings import ConnectorSettings, env_prefix
 
-__all__ = ["CONTRACT_VERSION", "Connector"]
+__all__ = ["CONTRACT_VERSION", "Connector", "SettingsT"]
 
 #: Bumped when the contract changes incompatibly; the registry refuses other versions.
 CONTRACT_VERSION = 1
 
+#: The settings class of a connector: ``class GP(Connector[GPSettings])`` types
+#: ``self.settings`` as ``GPSettings`` (a plain ``Connector`` has :class:`ConnectorSettings`).
+SettingsT = TypeVar("SettingsT", bound=ConnectorSettings, default=ConnectorSettings,
+                    covariant=True)
 
-class Connector(ABC):
+
+class Connector(ABC, Generic[SettingsT]):
     """Base class of every agency connector.
 
     A connector is small: build the request from the minimised :class:`Query`, send it with
@@ -40,7 +46,8 @@ class Connector(ABC):
     - ``official``: ``True`` only if the agency answers a formal request from its own
       statutory records (DWP, Border Force): the rulebook then treats its findings as strong
       like an identifier match (docs/connectors.md, "How the rulebook uses evidence")
-    - ``settings_class``: a :class:`ConnectorSettings` subclass if it needs more settings
+    - ``settings_class``: a :class:`ConnectorSettings` subclass if it needs more settings;
+      ``class MyConnector(Connector[MySettings])`` sets it and types ``self.settings``
 
     Immediate connectors implement ``search``; deferred ones ``submit`` (file the request,
     return ``Result.pending(reference, expected_by)``) and ``poll`` (the answer, or still
@@ -57,10 +64,24 @@ class Connector(ABC):
     official: ClassVar[bool] = False
     contract_version: ClassVar[int] = CONTRACT_VERSION
     settings_class: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    settings: SettingsT
 
-    def __init__(self, settings: ConnectorSettings | None = None) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "settings_class" in cls.__dict__:
+            return
+        # ``Connector[MySettings]`` names the settings class once, for both the type checker
+        # and the settings read from ``CME_<NAME>_*``.
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args = get_args(base)
+            if (get_origin(base) is Connector and args and isinstance(args[0], type)
+                    and issubclass(args[0], ConnectorSettings)):
+                cls.settings_class = args[0]
+
+    def __init__(self, settings: SettingsT | None = None) -> None:
         self.settings = (
-            settings if settings is not None else self.settings_class.for_connector(self.name)
+            settings if settings is not None
+            else cast(SettingsT, self.settings_class.for_connector(self.name))
         )
         self.breaker = CircuitBreaker(
             self.settings.circuit_threshold, self.settings.circuit_cooldown

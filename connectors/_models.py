@@ -136,7 +136,10 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
-EvidenceKind = Literal["on_roll", "resident", "address", "ctf", "departure", "arrival"]
+#: ``registered``: registered with a service (a GP practice, a health visiting team) in
+#: ``la_code`` — a lead to where the child lives, never a home address (policy.EVIDENCE_KINDS).
+EvidenceKind = Literal["on_roll", "resident", "address", "registered", "ctf", "departure",
+                       "arrival"]
 MatchBasis = Literal["identifier", "demographic"]
 _LA = r"^(\d{3}|XXX|MMM)$"
 _ESTAB = r"^(\d{4}|XXXX|MMMM)$"
@@ -181,6 +184,8 @@ class Evidence(BaseModel):
             raise ValueError("on_roll evidence needs school_urn")
         if self.kind in ("departure", "arrival") and self.departure_date is None:
             raise ValueError(f"{self.kind} evidence needs departure_date (the movement date)")
+        if self.kind == "registered" and not self.la_code:
+            raise ValueError("registered evidence needs la_code (the service's LA)")
         if self.kind == "ctf" and not self.ctf_destination:
             raise ValueError("ctf evidence needs ctf_destination")
         if self.kind in ("resident", "address") and not (

@@ -39,6 +39,8 @@ import httpx
 import pytest
 import respx
 
+from policy import EVIDENCE_KINDS, evidence_problems
+
 from ._contract import Connector
 from ._models import QUERY_FIELDS, CheckOutcome, Outcome, Result, TraceSubject
 from ._registry import available
@@ -291,6 +293,17 @@ class ConnectorConformance:
         assert run.result.outcome is Outcome.FOUND, run.result
         assert run.result.evidence
         self.check_found(run.result)
+
+    def test_evidence_is_what_the_rulebook_reads(self) -> None:
+        """Every piece of 'found' evidence has a kind the rulebook reads and says how the
+        agency matched the child (docs/connectors.md, "How the rulebook uses evidence")."""
+        connector = self.make_connector()
+        run = self.run(connector, route="found")
+        assert run.result.outcome is Outcome.FOUND, run.result
+        for e in run.result.evidence:
+            assert e.kind in EVIDENCE_KINDS, f"evidence kind {e.kind!r} is not read by policy"
+        problems = evidence_problems(run.result.evidence)
+        assert problems == [], "; ".join(problems)
 
     def test_not_found_is_parsed(self) -> None:
         connector = self.make_connector()

@@ -67,6 +67,7 @@ def trace_config(today: date, settings: Settings | None = None,
         la_name=s.la_name,
         other_la_contacts=dict(s.other_la_contacts),
         sandbox_world=str(s.sandbox_world) if s.sandbox_world else None,
+        agency_environment=s.agency_environment,
     )
 
 

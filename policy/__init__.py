@@ -46,7 +46,14 @@ from policy._decide import (
     next_check_due,
     officer_decision,
 )
-from policy._evidence import Answer, EvidenceLike, complete_rounds, results_from_evidence
+from policy._evidence import (
+    EVIDENCE_KINDS,
+    Answer,
+    EvidenceLike,
+    complete_rounds,
+    evidence_problems,
+    results_from_evidence,
+)
 from policy._pmooe import (
     ATTENDANCE_CODES,
     TRANSITION_YEARS,
@@ -63,6 +70,7 @@ __all__ = [
     "AUTOMATIC_OUTCOMES",
     "DEFAULT_MATCH_THRESHOLD",
     "DEFAULT_MIN_ROUNDS",
+    "EVIDENCE_KINDS",
     "HOME_LA",
     "LONDON",
     "MAY_BE_AUTOMATIC",
@@ -97,6 +105,7 @@ __all__ = [
     "complete_rounds",
     "compulsory_school_age",
     "decide",
+    "evidence_problems",
     "finding_key",
     "is_compulsory_school_age",
     "is_valid_upn",

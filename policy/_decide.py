@@ -26,8 +26,12 @@ How evidence is read (conventions, pinned by tests):
   *on-roll evidence* if it names a school URN other than the referring school's;
   *departure evidence* if it has a ``departure_date``;
   *residence evidence* if it has none of those but an ``address_key``, ``postcode`` or
-  ``la_code``. A found result naming only the referring school, or carrying only an LPD
-  destination (``XXX``/``MMM``), or nothing usable, gives **no whereabouts**: it counts like
+  ``la_code``; *registration evidence* if it is a registration with a service (``registered``:
+  a GP practice, a health visiting team) in ``la_code``. A registration is a lead to where
+  the child lives, never a home address: it is never compared with addresses, never
+  conflicts with residence, and on its own it is only ever a possible match for an officer.
+  A found result naming only the referring school, or carrying only an LPD destination
+  (``XXX``/``MMM``), or nothing usable, gives **no whereabouts**: it counts like
   ``not_found`` for the whereabouts-unknown rule. A finding an officer rejected counts the
   same way.
 - A finding is **strong** when the agency matched the child on an identifier, or answered from
@@ -240,7 +244,9 @@ class CheckResult:
     roll at; ``seen_on`` when the agency last saw the evidence; ``ctf_destination`` an LPD
     destination code; ``expected_by`` when a pending deferred enquiry should be answered;
     ``match_basis`` and ``confidence`` how the agency matched the child; ``official`` that
-    the agency answered from its own statutory records. ``outcome`` may be given as a string.
+    the agency answered from its own statutory records; ``registered`` that the finding is
+    a registration with a service in ``la_code`` (a GP practice, a health visiting team),
+    not a home address. ``outcome`` may be given as a string.
     """
 
     connector: str
@@ -258,6 +264,7 @@ class CheckResult:
     match_basis: MatchBasis = MatchBasis.DEMOGRAPHIC
     confidence: float = 1.0
     official: bool = False
+    registered: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outcome", CheckOutcome(self.outcome))
@@ -297,6 +304,8 @@ def finding_key(result: CheckResult) -> str:
     parts = (result.connector, result.school_urn, result.la_code, result.address_key,
              result.postcode, result.departure_date, result.ctf_destination)
     text = "|".join("" if p is None else (_norm(str(p)) or "") for p in parts)
+    if result.registered:  # only then, so the keys of findings already stored stay the same
+        text += "|registered"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -307,6 +316,7 @@ class _Evidence:
     on_roll: tuple[CheckResult, ...]
     departures: tuple[CheckResult, ...]
     residence: tuple[CheckResult, ...]
+    registrations: tuple[CheckResult, ...]
     no_whereabouts: frozenset[str]  # connectors that answered not_found or found-but-nothing
 
     @classmethod
@@ -314,6 +324,7 @@ class _Evidence:
         on_roll: list[CheckResult] = []
         departures: list[CheckResult] = []
         residence: list[CheckResult] = []
+        registrations: list[CheckResult] = []
         no_whereabouts: set[str] = set()
         for r in results:
             if r.outcome is CheckOutcome.NOT_FOUND:
@@ -330,11 +341,16 @@ class _Evidence:
                 no_whereabouts.add(r.connector)  # only the referring school: nothing new
             elif r.departure_date is not None:
                 departures.append(r)
+            elif r.registered and _norm(r.la_code):
+                registrations.append(r)  # a service's LA, never a home address
+            elif r.registered:
+                no_whereabouts.add(r.connector)  # a registration in no stated LA
             elif _norm(r.address_key) or _norm(r.postcode) or _norm(r.la_code):
                 residence.append(r)
             else:
                 no_whereabouts.add(r.connector)  # e.g. LPD XXX / MMM only
-        return cls(tuple(on_roll), tuple(departures), tuple(residence), frozenset(no_whereabouts))
+        return cls(tuple(on_roll), tuple(departures), tuple(residence), tuple(registrations),
+                   frozenset(no_whereabouts))
 
 
 def _distinct_across_connectors(pairs: list[tuple[str, str]]) -> bool:
@@ -456,6 +472,26 @@ def _weigh(case: CaseFacts, candidate: CaseOutcome, deciding: Sequence[CheckResu
     return _for_an_officer(_RULE_OF[candidate], None, candidate, applied, keys)
 
 
+def _registered(case: CaseFacts, registrations: Sequence[CheckResult]) -> Decision:
+    """Registered with a service, and nothing else says where the child is: a lead, never a
+    home address, so never acted on alone (docs/guidance.md, Weighing the evidence). One LA:
+    a possible match proposing the outcome a residence there would give; several: a
+    conflict for an officer."""
+    las = sorted({la for r in registrations if (la := _norm(r.la_code)) is not None})
+    if len(las) > 1:
+        return Decision(status=CaseStatus.NEEDS_REVIEW, outcome=CaseOutcome.CONFLICTING_EVIDENCE,
+                        rule=Rule.CONFLICTING_EVIDENCE,
+                        actions=(Action(kind=ActionKind.OFFICER_REVIEW),))
+    candidate = (CaseOutcome.LOCATED_IN_AREA_NOT_ON_ROLL if las[0] == _norm(case.home_la)
+                 else CaseOutcome.RESIDENT_OTHER_LA)
+    applied = _apply(candidate, case, las)
+    if case.confirmed_outcome is candidate:
+        return applied
+    keys = tuple(sorted({finding_key(r) for r in registrations}))
+    return _for_an_officer(Rule.POSSIBLE_MATCH, CaseOutcome.POSSIBLE_MATCH, candidate, applied,
+                           keys)
+
+
 def _safeguarding(case: CaseFacts, results: Sequence[CheckResult]) -> Decision | None:
     agencies = sorted({r.connector for r in results if r.safeguarding} - case.concerns)
     school = case.safeguarding and SCHOOL_CONCERN not in case.concerns
@@ -506,9 +542,11 @@ def decide(
        several), two different LAs, or two agencies give different address keys or
        postcodes -> ``needs_review``, officer review.
     4. ``possible_match`` - the evidence that would fire rule 2, 5, 6 or 7 is weak (matched
-       on demographics only, or below ``match_threshold``) -> ``needs_review`` /
+       on demographics only, or below ``match_threshold``), or the only whereabouts is a
+       registration with a service (weak however it matched) -> ``needs_review`` /
        possible_match, with the outcome an officer's confirmation would establish as
-       ``proposed``; nothing is sent.
+       ``proposed`` (for a registration: resident in its LA, or located in area); nothing
+       is sent. Registrations in two LAs, and nothing else, are conflicting evidence.
     5. ``left_uk`` - a recorded departure from the UK and no later UK evidence -> ``left_uk``;
        notify the school and recommend its CTF goes to the LPD as ``MMM`` (ground 9(1)(g)).
     6. ``transferred`` - resident in another LA, not on roll -> ``transferred`` /
@@ -575,6 +613,9 @@ def decide(
                           match_threshold)
         return _weigh(case, CaseOutcome.LOCATED_IN_AREA_NOT_ON_ROLL, evidence.residence, (),
                       chosen, match_threshold)
+
+    if evidence.registrations:
+        return _registered(case, evidence.registrations)
 
     if case.confirmed_outcome is not None:
         confirmed = case.confirmed_outcome

@@ -25,18 +25,28 @@ from typing import Protocol
 from policy._decide import CheckOutcome, CheckResult, MatchBasis
 
 __all__ = [
+    "EVIDENCE_KINDS",
     "Answer",
     "EvidenceLike",
     "complete_rounds",
+    "evidence_problems",
     "results_from_evidence",
 ]
+
+#: The kinds of evidence the rulebook reads (docs/connectors.md, "How the rulebook uses
+#: evidence"): on a school roll, living at an address (``resident``/``address``), registered
+#: with a service in an LA (a lead, never a home address), an LPD destination (``ctf``), a
+#: departure from the UK and an arrival back.
+EVIDENCE_KINDS: frozenset[str] = frozenset(
+    {"on_roll", "resident", "address", "registered", "ctf", "departure", "arrival"}
+)
 
 
 class EvidenceLike(Protocol):
     """What the rulebook reads of one piece of evidence (``connectors.Evidence`` has it all).
 
-    ``kind`` is one of ``on_roll``, ``resident``, ``address``, ``ctf``, ``departure``,
-    ``arrival``; ``match_basis`` is ``identifier``, ``demographic`` or None (not said).
+    ``kind`` is one of :data:`EVIDENCE_KINDS`; ``match_basis`` is ``identifier``,
+    ``demographic`` or None (not said).
     """
 
     @property
@@ -112,6 +122,10 @@ def results_from_evidence(
         if e.kind == "on_roll" and e.school_urn and e.on_roll is not False:
             out.append(replace(base, school_urn=e.school_urn, la_code=e.la_code,
                                seen_on=e.date_seen))
+        elif e.kind == "registered" and e.la_code:
+            # The service's LA only: its address or postcode is not the child's home, so it
+            # is never compared with addresses.
+            out.append(replace(base, la_code=e.la_code, registered=True, seen_on=e.date_seen))
         elif e.kind in ("resident", "address") and (e.address or e.postcode or e.la_code):
             out.append(replace(base, la_code=e.la_code, postcode=e.postcode,
                                address_key=_address_key(e.address, e.postcode),
@@ -128,6 +142,34 @@ def results_from_evidence(
                                expected_by=expected_by,
                                safeguarding=any(e.safeguarding for e in evidence)))
     return tuple(out)
+
+
+def _usable(result: CheckResult) -> bool:
+    return any(v is not None for v in (result.school_urn, result.la_code, result.address_key,
+                                       result.postcode, result.departure_date,
+                                       result.ctf_destination))
+
+
+def evidence_problems(evidence: Sequence[EvidenceLike]) -> list[str]:
+    """What stops the rulebook from weighing one ``found`` answer's evidence as intended, one
+    line each (empty: nothing). Checked by the connector conformance kit: a kind the rulebook
+    does not read, evidence that does not say how the agency matched the child (read as
+    demographic, so never acted on alone), a confidence outside 0-1, and an answer with
+    nothing the rules can use."""
+    problems: list[str] = []
+    for i, e in enumerate(evidence):
+        if e.kind not in EVIDENCE_KINDS:
+            problems.append(f"evidence {i}: kind {e.kind!r} is not one the rulebook reads "
+                            f"({', '.join(sorted(EVIDENCE_KINDS))})")
+        if e.match_basis not in ("identifier", "demographic"):
+            problems.append(f"evidence {i}: match_basis not said (identifier or demographic): "
+                            "it would be read as demographic, a possible match at best")
+        if not 0.0 <= e.confidence <= 1.0:
+            problems.append(f"evidence {i}: confidence must be between 0 and 1")
+    if evidence and not any(_usable(r) for r in results_from_evidence("kit", "found", evidence)):
+        problems.append("the answer is found but carries nothing the rules use (a school URN, "
+                        "an LA, an address or postcode, a departure date, an LPD destination)")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

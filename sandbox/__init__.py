@@ -20,6 +20,7 @@ from ._config import (
     write_generated,
     write_schemas,
 )
+from ._environment import SANDBOX_BASE, SandboxEnvironment, clear_sandboxes, sandbox_for
 from ._generator import HOME_LA, OTHER_LAS, SCENARIOS, generate_world
 from ._world import (
     AGENCIES,
@@ -42,6 +43,7 @@ __all__ = [
     "AGENCIES",
     "HOME_LA",
     "OTHER_LAS",
+    "SANDBOX_BASE",
     "SCENARIOS",
     "AgencyFaults",
     "BorderForceRecord",
@@ -53,17 +55,20 @@ __all__ = [
     "MendixSource",
     "Movement",
     "Sandbox",
+    "SandboxEnvironment",
     "SeenRequest",
     "World",
     "WorldChild",
     "agency_of",
     "asgi_transport",
+    "clear_sandboxes",
     "connector_env",
     "connector_settings",
     "export_openapi",
     "generate_world",
     "load_faults",
     "load_world",
+    "sandbox_for",
     "subject_for",
     "subject_from_referral",
     "write_generated",

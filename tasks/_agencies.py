@@ -1,56 +1,60 @@
-"""Where the agencies are: the real ones (connector settings from ``CME_<NAME>_*``) or the
-sandbox simulated in-process from a world file (``CME_SANDBOX_WORLD``, the demo)."""
+"""Where the agencies are: each connector's own host (``CME_<NAME>_*``), unless the agency
+environment chosen by ``CME_AGENCY_ENVIRONMENT`` serves it (the in-process sandbox of
+``CME_SANDBOX_WORLD`` in the demo). The environment is found by name through its entry point
+(``connectors.load_environment``), so this module never imports the simulator, and a Dask
+worker finds the same environment from the same plain strings."""
 
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import httpx
 
-from connectors import ConnectorSettings
+from connectors import AgencyEnvironment, ConnectorSettings, load_environment
 
-__all__ = ["agency_transport", "connector_overrides", "mendix_transport", "sandbox_for"]
-
-SANDBOX_BASE = "http://sandbox"
-_SANDBOXES: dict[str, object] = {}
-
-
-def sandbox_for(world_path: str | Path):  # type: ignore[no-untyped-def]
-    """One in-process sandbox per world file per process (its request log and clock)."""
-    from sandbox import Sandbox, load_world
-
-    key = str(Path(world_path).resolve())
-    if key not in _SANDBOXES:
-        _SANDBOXES[key] = Sandbox(load_world(key))
-    return _SANDBOXES[key]
+__all__ = [
+    "agency_transport",
+    "chosen_environment",
+    "connector_overrides",
+    "environment",
+    "mendix_transport",
+]
 
 
-def agency_transport(world_path: str | None, today: date) -> httpx.AsyncBaseTransport | None:
-    """The in-process sandbox's transport with its clock set to ``today`` (None: real HTTP)."""
-    if not world_path:
+def chosen_environment(name: str | None, world: str | None) -> str | None:
+    """The agency environment's name: ``CME_AGENCY_ENVIRONMENT``, or ``sandbox`` when only
+    ``CME_SANDBOX_WORLD`` is set (the demo's long-standing setting); None: real agencies."""
+    if name:
+        return name
+    return "sandbox" if world else None
+
+
+def environment(name: str | None, source: str | None) -> AgencyEnvironment | None:
+    """The chosen agency environment (None: every connector calls its own agency)."""
+    return load_environment(chosen_environment(name, source), source)
+
+
+def agency_transport(env: AgencyEnvironment | None, connector: str, today: date
+                     ) -> httpx.AsyncBaseTransport | None:
+    """The environment's transport for ``connector`` if it serves it (None: real HTTP)."""
+    if env is None or not env.serves(connector):
         return None
-    from sandbox import asgi_transport
-
-    sb = sandbox_for(world_path)
-    sb.today = today
-    return asgi_transport(sb)
+    return env.transport(connector, today)
 
 
-def connector_overrides(world_path: str | None) -> dict[str, ConnectorSettings] | None:
-    if not world_path:
+def connector_overrides(env: AgencyEnvironment | None, connector: str
+                        ) -> dict[str, ConnectorSettings] | None:
+    """Settings pointing ``connector`` at the environment, if it serves it (None: the
+    connector's own ``CME_<NAME>_*`` settings)."""
+    if env is None or not env.serves(connector):
         return None
-    from sandbox import connector_settings
-
-    return connector_settings(SANDBOX_BASE, world=sandbox_for(world_path).world)
+    return {connector: env.connector_settings(connector)}
 
 
 def mendix_transport() -> httpx.AsyncBaseTransport | None:
     from cme.settings import get_settings
 
-    world = get_settings().sandbox_world
-    if world is None:
-        return None
-    from sandbox import asgi_transport
-
-    return asgi_transport(sandbox_for(world))
+    s = get_settings()
+    world = str(s.sandbox_world) if s.sandbox_world else None
+    env = environment(s.agency_environment, world)
+    return env.mendix_transport() if env is not None else None

@@ -27,9 +27,7 @@ from sqlmodel import Session, col, select
 
 import policy
 from connectors import (
-    CheckOutcome as ConnectorOutcome,
-)
-from connectors import (
+    AgencyEnvironment,
     Connector,
     Enquiry,
     Evidence,
@@ -38,6 +36,9 @@ from connectors import (
     run_connector,
     run_deferred_poll,
     run_deferred_submit,
+)
+from connectors import (
+    CheckOutcome as ConnectorOutcome,
 )
 from models import (
     CaseOutcome,
@@ -54,7 +55,7 @@ from models import (
     session_scope,
 )
 from notifications import queue_notification
-from tasks._agencies import agency_transport, connector_overrides
+from tasks._agencies import agency_transport, connector_overrides, environment
 from tasks._common import event, initials, insert_ignoring_duplicates
 
 __all__ = [
@@ -112,6 +113,7 @@ class TraceConfig:
     la_name: str = "Hampshire County Council"
     other_la_contacts: dict[str, str] = field(default_factory=dict)
     sandbox_world: str | None = None
+    agency_environment: str | None = None
     enabled_connectors: tuple[str, ...] = ()
     official_connectors: tuple[str, ...] = ()
     automatic_outcomes: tuple[str, ...] = tuple(sorted(policy.AUTOMATIC_OUTCOMES))
@@ -175,14 +177,18 @@ def chunked(ids: Sequence[int], size: int) -> list[list[int]]:
 _CONNECTORS: dict[tuple[str, str], Connector] = {}
 
 
-def _connector(name: str, run_id: str, sandbox_world: str | None = None) -> Connector:
+def _environment(cfg: TraceConfig) -> AgencyEnvironment | None:
+    return environment(cfg.agency_environment, cfg.sandbox_world)
+
+
+def _connector(name: str, run_id: str, env: AgencyEnvironment | None = None) -> Connector:
     # One instance per connector per run in this process, so its circuit breaker and rate
     # limiter see the whole night, not one chunk.
     key = (name, run_id)
     if key not in _CONNECTORS:
         for old in [k for k in _CONNECTORS if k[0] == name]:
             del _CONNECTORS[old]
-        _CONNECTORS[key] = load_enabled([name], settings=connector_overrides(sandbox_world))[0]
+        _CONNECTORS[key] = load_enabled([name], settings=connector_overrides(env, name))[0]
     return _CONNECTORS[key]
 
 
@@ -200,6 +206,30 @@ def _subject(r: Referral, c: Child, school: School) -> TraceSubject:
         last_school_urn=school.urn, home_la=school.la_code, parent_surname=parent_surname,
         nhs_number=c.nhs_number,
     )
+
+
+def trace_subject(db_url: str, reference: str) -> TraceSubject | None:
+    """The subject the night would trace for the referral ``reference`` (None: no such
+    referral). For ``cme connectors check --reference``."""
+    with Session(get_engine(db_url)) as s:
+        row = s.exec(
+            select(Referral, Child, School)
+            .join(Child, col(Child.id) == Referral.child_id)
+            .join(School, col(School.id) == Referral.school_id)
+            .where(Referral.mendix_reference == reference)
+        ).first()
+    return _subject(*row) if row is not None else None
+
+
+def wired_connector(name: str, today: date, *, agency_environment: str | None,
+                    sandbox_world: str | None
+                    ) -> tuple[Connector, httpx.AsyncBaseTransport | None]:
+    """Connector ``name`` wired as the night wires it: the agency environment's settings and
+    transport if it serves the connector, else its own ``CME_<NAME>_*`` settings and real
+    HTTP (None)."""
+    env = environment(agency_environment, sandbox_world)
+    (connector,) = load_enabled([name], settings=connector_overrides(env, name))
+    return connector, agency_transport(env, name, today)
 
 
 def _failed_poll(chk: Check) -> bool:
@@ -237,7 +267,8 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
     report = ChunkReport(connector=connector_name)
     if not referral_ids:
         return report
-    connector = _connector(connector_name, cfg.run_id, cfg.sandbox_world)
+    env = _environment(cfg)
+    connector = _connector(connector_name, cfg.run_id, env)
     with Session(get_engine(cfg.db_url), expire_on_commit=False) as s:
         rows = s.exec(
             select(Referral, Child, School)
@@ -266,7 +297,7 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
     report.skipped_already_checked = len(rows) - len(todo)
     by_ref = {r.mendix_reference: r for r, _, _ in todo}
     if transport is None:
-        transport = agency_transport(cfg.sandbox_world, cfg.today)
+        transport = agency_transport(env, connector_name, cfg.today)
 
     outcomes: list[ConnectorOutcome] = []
     carried: list[dict[str, Any]] = []

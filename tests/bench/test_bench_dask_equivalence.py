@@ -111,8 +111,7 @@ def test_dask_runner_leaves_the_same_database_as_the_thread_runner(
 
     from cme.settings import Settings
     from flows._config import task_runner
-    from sandbox import generate_world, write_generated
-    from tasks import _agencies
+    from sandbox import clear_sandboxes, generate_world, write_generated
 
     world, referrals = generate_world(40, 5, today=TODAY)
     paths = write_generated(world, referrals, tmp_path / "world")
@@ -129,7 +128,7 @@ def test_dask_runner_leaves_the_same_database_as_the_thread_runner(
     states, summaries = {}, {}
     for runner in ("thread", "dask"):
         _empty(clean_db)
-        _agencies._SANDBOXES.clear()
+        clear_sandboxes()
         _import(clean_db, paths["referrals"], tmp_path / f"intake-{runner}")
         address = dask_cluster.scheduler_address if runner == "dask" else None
         summaries[runner] = _nights(runner, address, tmp_path / f"outbox-{runner}")

@@ -38,4 +38,4 @@ class TestExamplePackageConformance(ConnectorConformance):
 
     def check_found(self, result: Result) -> None:
         (ev,) = result.evidence
-        assert (ev.kind, ev.la_code) == ("resident", "852")
+        assert (ev.kind, ev.la_code, ev.match_basis) == ("registered", "852", "identifier")

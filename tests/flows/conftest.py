@@ -14,8 +14,7 @@ from flowkit import BUILTINS, DemoWorld
 def demo_world(prefect_harness: None, clean_db: str, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> DemoWorld:
     """A generated synthetic world wired in-process, an empty database, a file outbox."""
-    from sandbox import generate_world, write_generated
-    from tasks import _agencies
+    from sandbox import clear_sandboxes, generate_world, write_generated
 
     today = date(2026, 11, 23)  # a Monday
     world, referrals = generate_world(60, 11, today=today)
@@ -28,6 +27,6 @@ def demo_world(prefect_harness: None, clean_db: str, tmp_path: Path,
     monkeypatch.setenv("CME_CONNECTORS", BUILTINS)
     monkeypatch.setenv("CME_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("CME_NOTIFICATION_CHANNEL", "file")
-    _agencies._SANDBOXES.clear()
+    clear_sandboxes()
     return DemoWorld(tmp_path, paths["world"], paths["referrals"], today, world, referrals,
                      clean_db)

@@ -91,8 +91,7 @@ class Hand:
         return ref
 
     def start(self, **settings: str) -> None:
-        from sandbox import World, write_generated
-        from tasks import _agencies
+        from sandbox import World, clear_sandboxes, write_generated
 
         world = World.model_validate({"today": TODAY.isoformat(), "no_match_after_days": 0,
                                       "children": self.children})
@@ -105,7 +104,7 @@ class Hand:
                "CME_NOTIFICATION_CHANNEL": "file", **settings}
         for key, value in env.items():
             self.mp.setenv(key, value)
-        _agencies._SANDBOXES.clear()
+        clear_sandboxes()
         from flows.intake import import_file
 
         _run(import_file(str(paths["referrals"])))

@@ -154,8 +154,7 @@ def test_agency_outage_records_errors_and_keeps_cases_open(
 ) -> None:
     from flows.intake import import_file
     from flows.nightly import nightly_tracing
-    from sandbox import AgencyFaults, FaultProfile
-    from tasks._agencies import sandbox_for
+    from sandbox import AgencyFaults, FaultProfile, sandbox_for
 
     w = demo_world
     _run(import_file(str(w.referrals_path)))

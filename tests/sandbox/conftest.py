@@ -3,7 +3,6 @@ even before the project is reinstalled with the entry points in pyproject.toml."
 
 from __future__ import annotations
 
-import re
 import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,8 +16,8 @@ EXAMPLE = ROOT / "examples" / "cme-connector-example"
 
 
 def _builtin_lines() -> dict[str, str]:
-    text = (ROOT / "connectors" / "ENTRY_POINTS.txt").read_text(encoding="utf-8")
-    return dict(re.findall(r'^(\w+) = "([\w.:]+)"$', text, flags=re.M))
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return dict(meta["project"]["entry-points"]["cme.connectors"])
 
 
 @pytest.fixture(scope="session", autouse=True)

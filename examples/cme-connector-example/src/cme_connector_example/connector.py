@@ -1,7 +1,8 @@
 """Health visiting / school nursing (0-19 public health nursing) lookup.
 
-A health visiting team can say whether a child is registered with it, and so which LA's
-area the child now lives in. Wire API::
+A health visiting team can say whether a child is registered with it, and in which LA: a
+registration with a service (evidence kind ``registered``), a lead to where the child lives
+but not a home address, so the rulebook puts it to an officer. Wire API::
 
     POST {base}/v1/child-lookups   {"nhs_number", "dob", "surname"}
     200 {"known": false}
@@ -40,7 +41,9 @@ class HealthVisitorConnector(Connector):
             return Result.not_found()
         registered = data.get("registered_on")
         return Result.found(Evidence(
-            kind="resident", source="Health visiting", la_code=data.get("team_la_code"),
+            kind="registered", source="Health visiting", la_code=data.get("team_la_code"),
+            # The lookup is by NHS number: a match on an identifier.
+            match_basis="identifier",
             on_roll=None, date_seen=date.fromisoformat(registered) if registered else None,
             safeguarding=bool(data.get("safeguarding", False)), confidence=0.8,
         ))
