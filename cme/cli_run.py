@@ -66,9 +66,17 @@ def _ensure_db() -> None:
 
 def import_cmd(
     file: Path = typer.Argument(..., help="A JSON Lines file: one referral per line "
-                                "(see README, 'Referral file')."),
+                                "(see README, 'Referral file'); or the word `attendance`."),
+    marks: Path = typer.Argument(None, help="After `attendance`: a CSV of register marks "
+                                 "(README, 'Attendance file').", show_default=False),
 ) -> None:
-    """Import school referrals from a file; bad records are kept in quarantine."""
+    """Import school referrals from a file, or (`cme import attendance FILE`) register marks;
+    bad records are kept in quarantine."""
+    if str(file) == "attendance" and marks is not None:
+        from cme.cli_attendance import import_attendance
+
+        import_attendance(marks)
+        return
     if not file.is_file():
         raise CmeError(f"no such file: {file}")
     _quiet_prefect()
