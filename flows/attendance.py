@@ -11,9 +11,10 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
-from pydantic import Field
 
 from cme.settings import get_settings
+from flows._config import dispatch_config
+from flows.adhoc import form
 from flows.worklist import refresh_worklist
 from policy import london_date
 from tasks.attendance import AttendanceConfig, AttendanceReport, assess_task, import_task
@@ -30,15 +31,14 @@ def attendance_config() -> AttendanceConfig:
 
 @flow(name="attendance", persist_result=False)
 async def attendance(
-    path: str = Field(description="The CSV of register marks on the worker's disk "
-                      "(README, 'Attendance file'). Bad rows are kept, with reasons, in "
-                      "`cme intake rejected`."),
-    today: date | None = None,
+    path: str = form(..., "Attendance file", "The full path of the CSV of register marks on "
+                     "the worker's disk (README, 'Attendance file'). Rows that cannot be read "
+                     "are kept, with reasons, in `cme intake rejected`.", max_length=1000),
+    today: date | None = form(None, "As of", "The day to assess as of (leave blank for "
+                              "today)."),
 ) -> dict[str, Any]:
     """Import register marks, find pupils who meet a PMOOE threshold, open their cases, write
     to their schools and put them on the worklist."""
-    from flows._config import dispatch_config
-
     day = today or london_date(datetime.now(UTC))
     cfg = attendance_config()
     report = AttendanceReport()

@@ -309,3 +309,14 @@ def test_the_attendance_deployment_runs_the_flow_and_publishes_counts_only(
     assert "cases created" in data
     assert upn(1) not in data and "Zofia" not in data and "Quill" not in data
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_the_attendance_run_form_is_in_words() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.attendance import attendance
+
+    props = parameter_schema(attendance.fn).model_dump()["properties"]
+    assert {k: v["title"] for k, v in props.items()} == {"path": "Attendance file",
+                                                         "today": "As of"}
+    assert all(v.get("description") for v in props.values())
