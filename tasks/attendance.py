@@ -119,6 +119,7 @@ class AttendanceReport:
     pupils_assessed: int = 0
     cases_created: int = 0
     already_open: int = 0
+    not_pmooe: int = 0
     returned_closed: int = 0
     returned_escalated: int = 0
     details_needed: int = 0
@@ -443,6 +444,15 @@ def _assess_one(session: Session, p: AttendancePupil, cfg: AttendanceConfig, tod
         p.details_needed = "; ".join(missing)
         report.details_needed += 1
         return
+    dob = child.dob if child is not None else p.dob
+    assert dob is not None
+    # The same classification as a school's referral (docs/guidance.md, Who is who): a
+    # pupil below or above compulsory school age on the day is not missing out on education.
+    c = policy.classify(dob=dob, on=finding.triggered_on, on_roll=True, pmooe=finding)
+    if c.category is not policy.Category.PMOOE:
+        p.pmooe_reason = p.pmooe_on = p.details_needed = None
+        report.not_pmooe += 1
+        return
     if child is None:
         assert p.dob is not None
         child = Child(upn=p.upn, forename=p.forename or "", surname=p.surname or "",
@@ -455,7 +465,7 @@ def _assess_one(session: Session, p: AttendancePupil, cfg: AttendanceConfig, tod
     referral = Referral(
         mendix_reference=ref, kind=ReferralKind.PMOOE, source="attendance",
         school_id=school.id or 0, child_id=child.id or 0, received_at=now,
-        classification="PMOOE", classification_reason=finding.reason.value,
+        classification=str(c.category), classification_reason=str(c.reason),
         # Nothing to acknowledge: no school sent a form. Not traced by the night either: the
         # pupil is on the school's roll, and the school's enquiries come first.
         acknowledgement_due=today, acknowledged_at=now, next_check_due=None,

@@ -92,15 +92,18 @@ def test_every_rule_met_from_marks_alone_makes_a_case_and_near_misses_none(
         *marks(upn(7), autumn, "N/////", year_group="7"),
         # ... near miss: Year 8 is not a transition year
         *marks(upn(8), autumn, "NN////", year_group="8"),
+        # 40 sessions N, but a child of 4 is not of compulsory school age: not PMOOE
+        *marks(upn(10), days[:20], "N", dob="2021-09-01"),
     ]
     counts = run(db, write(tmp_path / "marks.csv", rows))
     found = cases(db)
     assert set(found) == {upn(1), upn(3), upn(4), upn(6)}
-    assert found[upn(1)].classification_reason == "continuous_absence"
-    assert found[upn(3)].classification_reason == "continuous_absence"
-    assert found[upn(4)].classification_reason == "leave_not_returned"
-    assert found[upn(6)].classification_reason == "transition_no_show"
-    assert counts["cases_created"] == 4 and counts["pupils_assessed"] == 8
+    assert found[upn(1)].classification_reason == "pmooe_continuous_absence"
+    assert found[upn(3)].classification_reason == "pmooe_continuous_absence"
+    assert found[upn(4)].classification_reason == "pmooe_leave_not_returned"
+    assert found[upn(6)].classification_reason == "pmooe_transition_no_show"
+    assert counts["cases_created"] == 4 and counts["pupils_assessed"] == 9
+    assert counts["not_pmooe"] == 1
     for r in found.values():
         assert (r.kind, r.source, r.status) == (ReferralKind.PMOOE, "attendance",
                                                 CaseStatus.RECEIVED)
