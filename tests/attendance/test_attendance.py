@@ -323,3 +323,22 @@ def test_the_attendance_run_form_is_in_words() -> None:
     assert {k: v["title"] for k, v in props.items()} == {"path": "Attendance file",
                                                          "today": "As of"}
     assert all(v.get("description") for v in props.values())
+
+
+def test_retention_deletes_the_attendance_data_of_an_anonymised_child(
+        db: str, tmp_path: Path) -> None:
+    from tasks.retention import apply_retention
+
+    run(db, write(tmp_path / "m.csv", [*marks(upn(1), school_days(SPRING, 20), "N"),
+                                       *marks(upn(2), school_days(SPRING, 20), "N")]))
+    with Session(get_engine(db)) as s:
+        r1 = s.exec(select(Referral).join(Child).where(Child.upn == upn(1))).one()
+        r1.status, r1.closed_at = CaseStatus.CLOSED, datetime(2026, 4, 1, tzinfo=UTC)
+        s.add(r1)
+        s.commit()
+    apply_retention(db, now=datetime(2033, 6, 1, tzinfo=UTC), years=6)
+    with Session(get_engine(db)) as s:
+        left = s.exec(select(AttendancePupil.upn)).all()
+        pupil_ids = set(s.exec(select(AttendanceMark.pupil_id)).all())
+    assert left == [upn(2)]  # the open case's pupil is kept
+    assert len(pupil_ids) == 1
