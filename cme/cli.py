@@ -131,7 +131,7 @@ _mount_optional("cme.cli_connectors", "connectors")
 _mount_optional("cme.cli_sandbox", "sandbox")
 _mount_optional("cme.cli_bench", "bench")
 for _module in ("cme.cli_cases", "cme.cli_run", "cme.cli_ui", "cme.cli_export",
-                "cme.cli_attendance"):
+                "cme.cli_attendance", "cme.cli_report"):
     _register_optional(_module)
 
 
