@@ -72,11 +72,16 @@ def import_cmd(
 ) -> None:
     """Import school referrals from a file, or (`cme import attendance FILE`) register marks;
     bad records are kept in quarantine."""
-    if str(file) == "attendance" and marks is not None:
+    if str(file) == "attendance":
+        if marks is None:
+            raise CmeError("say which file: cme import attendance FILE")
         from cme.cli_attendance import import_attendance
 
         import_attendance(marks)
         return
+    if marks is not None:
+        raise CmeError("one referral file at a time (for register marks: "
+                       "cme import attendance FILE)")
     if not file.is_file():
         raise CmeError(f"no such file: {file}")
     _quiet_prefect()

@@ -342,3 +342,18 @@ def test_retention_deletes_the_attendance_data_of_an_anonymised_child(
         pupil_ids = set(s.exec(select(AttendanceMark.pupil_id)).all())
     assert left == [upn(2)]  # the open case's pupil is kept
     assert len(pupil_ids) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["import", "attendance"], "cme import attendance FILE"),
+    (["import", "attendance", "no-such-marks.csv"], "no such file"),
+])
+def test_cme_import_attendance_says_what_is_wrong(args: list[str], message: str,
+                                                  workdir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cme.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in str(result.exception)
