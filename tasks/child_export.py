@@ -198,9 +198,13 @@ def export_child(db_url: str, reference: str, *, outbox_dir: str = "outbox",
             if _mentions(row["personalisation"], refs)]
         tables["notification"] = sorted(own + shared, key=lambda r: r["id"])
         q = t["quarantinedrecord"]
-        tables["quarantinedrecord"] = _rows(conn, q, q.c.mendix_reference.in_(out.references))
-        p = t["attendancepupil"]
         upns = [u for u in (row["upn"] for row in tables["child"]) if u]
+        # Attendance rows that could not be read carry no reference, only the UPN in the
+        # kept row (README, "Attendance file"). UPNs are letters and digits: no LIKE escapes.
+        tables["quarantinedrecord"] = _rows(conn, q, sa.or_(
+            q.c.mendix_reference.in_(out.references),
+            *[sa.and_(q.c.source.like("attendance:%"), q.c.raw.like(f"%{u}%")) for u in upns]))
+        p = t["attendancepupil"]
         tables["attendancepupil"] = _rows(conn, p, sa.or_(
             p.c.child_id == child_id, p.c.upn.in_(upns), p.c.case_id.in_(rids)))
         pids = [row["id"] for row in tables["attendancepupil"]]

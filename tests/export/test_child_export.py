@@ -109,6 +109,13 @@ def seed(db_url: str) -> None:
                                 raw='{"child": "Zofia"}', reasons=["child.dob: missing"]))
         s.add(QuarantinedRecord(source="referrals.jsonl", line_no=4, mendix_reference=OTHER_REF,
                                 raw='{"child": "Otto"}', reasons=["child.dob: missing"]))
+        # A register mark that could not be read: no reference, only the UPN in the row.
+        s.add(QuarantinedRecord(source="attendance:marks.csv", line_no=9,
+                                raw=f'["{UPN}", "116001", "2026-03-02", "AM", "QQ"]',
+                                reasons=["code: not an attendance code"]))
+        s.add(QuarantinedRecord(source="attendance:marks.csv", line_no=10,
+                                raw=f'["{OTHER_UPN}", "116001", "2026-03-02", "AM", "QQ"]',
+                                reasons=["code: not an attendance code"]))
         for c, ref_ in ((child, r), (other, o)):
             p = AttendancePupil(upn=c.upn or "", school_urn="116001", child_id=c.id,
                                 case_id=ref_.id)
@@ -170,6 +177,7 @@ def test_export_holds_this_child_and_all_their_cases_and_nobody_else(seeded: str
     assert keys == [f"ack:{REF}", "ht:116001:2026-sp1"]
     assert len(export.tables["caseevent"]) == 2
     assert [m["code"] for m in export.tables["attendancemark"]] == ["N"]
+    assert sorted(q["line_no"] for q in export.tables["quarantinedrecord"]) == [3, 9]
     assert any("case-report" in p and "Artifacts" in p for p in export.places)
 
 
