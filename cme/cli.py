@@ -120,7 +120,8 @@ def _register(module: str) -> None:
 _mount("cme.cli_connectors", "connectors")
 _mount("cme.cli_sandbox", "sandbox")
 _mount("cme.cli_bench", "bench")
-for _module in ("cme.cli_cases", "cme.cli_run", "cme.cli_ui"):
+for _module in ("cme.cli_cases", "cme.cli_run", "cme.cli_ui", "cme.cli_export",
+                "cme.cli_attendance", "cme.cli_report"):
     _register(_module)
 
 

@@ -66,9 +66,22 @@ def _ensure_db() -> None:
 
 def import_cmd(
     file: Path = typer.Argument(..., help="A JSON Lines file: one referral per line "
-                                "(see README, 'Referral file')."),
+                                "(see README, 'Referral file'); or the word `attendance`."),
+    marks: Path = typer.Argument(None, help="After `attendance`: a CSV of register marks "
+                                 "(README, 'Attendance file').", show_default=False),
 ) -> None:
-    """Import school referrals from a file; bad records are kept in quarantine."""
+    """Import school referrals from a file, or (`cme import attendance FILE`) register marks;
+    bad records are kept in quarantine."""
+    if str(file) == "attendance":
+        if marks is None:
+            raise CmeError("say which file: cme import attendance FILE")
+        from cme.cli_attendance import import_attendance
+
+        import_attendance(marks)
+        return
+    if marks is not None:
+        raise CmeError("one referral file at a time (for register marks: "
+                       "cme import attendance FILE)")
     if not file.is_file():
         raise CmeError(f"no such file: {file}")
     _quiet_prefect()

@@ -44,6 +44,8 @@ _ACTIONS_FOR: dict[Why, tuple[str, ...]] = {
     Why.possible_match: ("Case report", "Decide"),
     Why.conflicting_evidence: ("Case report", "Decide"),
     Why.located_in_area: ("Case report", "Close"),
+    Why.attendance_pmooe: ("Case report", "Decide", "Close"),
+    Why.attendance_details: (),
     Why.deferred_overdue: ("Case report", "Record reply"),
     Why.quarantined: (),
 }

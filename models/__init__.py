@@ -31,6 +31,8 @@ from models.schemas import (
     SchoolIn,
 )
 from models.tables import (
+    AttendanceMark,
+    AttendancePupil,
     CaseEvent,
     Check,
     Child,
@@ -50,6 +52,8 @@ __all__ = [
     "UPN",
     "URN",
     "AddressIn",
+    "AttendanceMark",
+    "AttendancePupil",
     "CaseEvent",
     "CaseOutcome",
     "CaseStatus",

@@ -35,6 +35,8 @@ from models.enums import (
 )
 
 __all__ = [
+    "AttendanceMark",
+    "AttendancePupil",
     "CaseEvent",
     "Check",
     "Child",
@@ -145,6 +147,10 @@ class Referral(SQLModel, table=True):
     rejected_findings: list[str] = Field(default_factory=list, sa_type=JSON)
     rounds_set_aside: int = 0
     duplicate_of_id: int | None = Field(default=None, foreign_key="referral.id")
+    # Where the case came from: "referral" (a school's form) or "attendance" (PMOOE found
+    # in the LA's attendance data, README "PMOOE found from attendance data").
+    source: str = Field(default="referral", max_length=20,
+                        sa_column_kwargs={"server_default": "referral"})
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 
@@ -281,3 +287,47 @@ class RoundClaim(SQLModel, table=True):
     pid: int
     claimed_at: datetime = _ts(default_factory=utcnow)
     lease_until: datetime = _ts()
+
+
+class AttendancePupil(SQLModel, table=True):
+    """A pupil seen in attendance data (README, "PMOOE found from attendance data").
+
+    One row per UPN: what the files said about the pupil (details only where the file gave
+    them), where assessment got to, and the attendance case raised for the pupil, if any.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    upn: str = Field(max_length=13, unique=True, repr=False)
+    school_urn: str = Field(max_length=6)
+    child_id: int | None = Field(default=None, foreign_key="child.id", index=True)
+    forename: str | None = Field(default=None, max_length=100, repr=False)
+    surname: str | None = Field(default=None, max_length=100, repr=False)
+    dob: date | None = Field(default=None, repr=False)
+    sex: str | None = Field(default=None, max_length=1, repr=False)
+    leave_end: date | None = None
+    # The first day of the school year in which the pupil enters Year 3 or Year 7.
+    transition_start: date | None = None
+    needs_assessment: bool = Field(default=False, index=True)
+    # Marks before this day are not assessed again (a case was raised and closed since).
+    watch_from: date | None = None
+    case_id: int | None = Field(default=None, foreign_key="referral.id", index=True)
+    # A threshold met, but no case could be made: what is missing (codes and URNs only).
+    pmooe_reason: str | None = Field(default=None, max_length=30)
+    pmooe_on: date | None = None
+    details_needed: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class AttendanceMark(SQLModel, table=True):
+    """One register mark of one pupil: the latest file's code for that session wins."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("pupil_id", "day", "session", name="uq_attendancemark_session"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pupil_id: int = Field(foreign_key="attendancepupil.id", index=True)
+    day: date
+    session: str = Field(max_length=2)
+    code: str = Field(max_length=2)
+    school_urn: str = Field(max_length=6)

@@ -191,3 +191,24 @@ The details are in the case record, not in this email. Decide whether an inter-a
 referral form (IARF) to the Children's Reception Team, or a call to the police, is needed. \
 The system will not close or clear this case by itself.
 """
+
+# --- pmooe_attendance (to the school: its pupil met a PMOOE threshold in attendance data) ----
+TEXTS["pmooe_attendance.subject"] = (
+    "Pupil missing out on education {{ reference }}: your enquiries please")
+TEXTS["pmooe_attendance.body"] = """\
+Dear {{ school_name }},
+
+The attendance data the {{ team }} at {{ la_name }} receives shows that a pupil on your roll\
+{% if initials %} ({{ initials }}){% endif %} {{ pmooe_reason | pmooe_text }}, as of \
+{{ met_on | long_date }}. Under the guidance this pupil is missing out on education, and we \
+have opened case {{ reference }}.
+
+Please make your enquiries now, as for a child missing education: phone or text the parents \
+or carers, write to or visit the family, and contact other schools and any agency involved. \
+Tell us what you find, quoting {{ reference }}, and keep recording the pupil's attendance. \
+If the pupil returns, the register will show it and we will close the case.
+
+If you have a safeguarding concern about this pupil, follow your safeguarding procedures \
+now; do not wait for us.
+
+{% include "_signoff" %}"""

@@ -56,6 +56,7 @@ TEMPLATE_FIELDS: dict[Template, frozenset[str]] = {
     Template.half_termly_update: frozenset({"school_name", "updates"}),
     Template.inter_la: frozenset({"reference", "initials"}),
     Template.safeguarding_task: frozenset({"reference"}),
+    Template.pmooe_attendance: frozenset({"reference", "school_name", "pmooe_reason", "met_on"}),
 }
 
 #: Keys each template may also be given (absent ones render as "not said").
@@ -75,6 +76,8 @@ OPTIONAL_FIELDS: dict[Template, frozenset[str]] = {
     # "No detail": the duty officer opens the case to see why. raised_by is "school" or the
     # name of the agency (connector) that flagged the concern.
     Template.safeguarding_task: frozenset({"rule", "raised_by"}),
+    # initials: only when the attendance data (or an earlier referral) gave the pupil's name.
+    Template.pmooe_attendance: frozenset({"initials", "la_name", "team_contact"}),
 }
 
 #: Every key any template accepts.
@@ -117,6 +120,16 @@ _TEAM_TEXT: dict[str, str] = {
     "reduced_hours_provision": "Reduced Hours Provision",
     "elective_home_education": "Elective Home Education",
     "legal_intervention": "Legal Intervention",
+}
+
+# PMOOE conditions (policy.PmooeReason), as the letter to the school says them.
+_PMOOE_TEXT: dict[str, str] = {
+    "continuous_absence": "has been absent without explanation for 40 consecutive sessions "
+    "(20 school days)",
+    "leave_not_returned": "has not returned within 10 school days of the end of a leave of "
+    "absence",
+    "transition_no_show": "did not attend on the first day of the school year on entering "
+    "Year 3 or Year 7",
 }
 
 # Resolution outcomes: the case status name or the policy's CaseOutcome name.
@@ -266,6 +279,8 @@ _CHECKS: dict[str, Callable[[Template, str, Any], Any]] = {
     "due_date": _date,
     "outcome": _code(_OUTCOMES, "resolution outcome"),
     "reason": _code(_REASON_TEXT, "not-CME reason"),
+    "pmooe_reason": _code(_PMOOE_TEXT, "PMOOE condition"),
+    "met_on": _date,
     "signpost_team": _code(_TEAM_TEXT, "Inclusion Support team"),
     "other_la_code": _pattern(_LA_CODE, "a 3-digit LA code"),
     "rule": _pattern(_RULE, "a rule name (lower-case letters, digits, _)"),
@@ -348,6 +363,7 @@ _ENV.filters.update(
     agency_text=lambda code: "the referring school" if code == "school" else f"agency {code}",
     action_text=_lookup(_ACTION_TEXT),
     reason_text=_lookup(_REASON_TEXT),
+    pmooe_text=_lookup(_PMOOE_TEXT),
     team_text=_lookup(_TEAM_TEXT),
     status_text=_lookup(_STATUS_TEXT),
     canonical_outcome=_lookup(_OUTCOMES),

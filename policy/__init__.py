@@ -55,7 +55,9 @@ from policy._evidence import (
     results_from_evidence,
 )
 from policy._pmooe import (
+    APPROVED_OFF_SITE_CODES,
     ATTENDANCE_CODES,
+    PRESENT_CODES,
     TRANSITION_YEARS,
     Mark,
     PmooeFinding,
@@ -66,7 +68,9 @@ from policy._pmooe import (
 from policy._upn import UPN_ALPHABET, is_valid_upn, upn_check_letter, upn_problem
 
 __all__ = [
+    "APPROVED_OFF_SITE_CODES",
     "ATTENDANCE_CODES",
+    "PRESENT_CODES",
     "AUTOMATIC_OUTCOMES",
     "DEFAULT_MATCH_THRESHOLD",
     "DEFAULT_MIN_ROUNDS",

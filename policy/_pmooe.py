@@ -25,12 +25,14 @@ from enum import StrEnum
 
 __all__ = [
     "ABSENCE_CODES",
+    "APPROVED_OFF_SITE_CODES",
     "ATTENDANCE_CODES",
     "CLOSURE_CODE",
     "CONTINUOUS_ABSENCE_SESSIONS",
     "LEAVE_OVERRUN_SCHOOL_DAYS",
     "Mark",
     "PmooeFinding",
+    "PRESENT_CODES",
     "PmooeReason",
     "TIE_BREAK",
     "TRANSITION_YEARS",

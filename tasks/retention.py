@@ -41,6 +41,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from models import (
+    AttendanceMark,
+    AttendancePupil,
     CaseEvent,
     CaseStatus,
     Check,
@@ -162,9 +164,11 @@ def _apply(session: Session, *, now: datetime, cutoff: datetime, years: int, dry
             children_kept += 1
             continue
         child = session.get(Child, child_id)
+        upn = child.upn if child is not None else None
         if child is not None and _anonymise_child(child):
             session.add(child)
             children_anonymised += 1
+            _forget_attendance(session, child_id, upn)
 
     old_quarantine = select(QuarantinedRecord.id).where(
         col(QuarantinedRecord.received_at) < cutoff)
@@ -206,6 +210,18 @@ def _minimise_notifications(session: Session, referral: Referral) -> int:
             session.add(note)
             n += 1
     return n
+
+
+def _forget_attendance(session: Session, child_id: int, upn: str | None) -> None:
+    """Delete the attendance data held about an anonymised child (README, "PMOOE found from
+    attendance data"): the pupil row names them and the marks are theirs."""
+    cond = col(AttendancePupil.child_id) == child_id
+    if upn:
+        cond = sa.or_(cond, col(AttendancePupil.upn) == upn)
+    ids = list(session.exec(select(AttendancePupil.id).where(cond)))
+    if ids:
+        session.execute(sa.delete(AttendanceMark).where(col(AttendanceMark.pupil_id).in_(ids)))
+        session.execute(sa.delete(AttendancePupil).where(col(AttendancePupil.id).in_(ids)))
 
 
 def _anonymise_child(child: Child) -> bool:

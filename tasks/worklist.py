@@ -17,6 +17,7 @@ from enum import StrEnum
 from sqlmodel import col, select
 
 from models import (
+    AttendancePupil,
     CaseOutcome,
     CaseStatus,
     Check,
@@ -40,6 +41,8 @@ class Why(StrEnum):
     possible_match = "possible_match"
     conflicting_evidence = "conflicting_evidence"
     located_in_area = "located_in_area"
+    attendance_pmooe = "attendance_pmooe"
+    attendance_details = "attendance_details"
     deferred_overdue = "deferred_overdue"
     quarantined = "quarantined"
 
@@ -54,6 +57,8 @@ WHY_TEXT: dict[Why, str] = {
     Why.possible_match: "Possible match to confirm",
     Why.conflicting_evidence: "Conflicting evidence",
     Why.located_in_area: "Living in our area, not on roll",
+    Why.attendance_pmooe: "PMOOE found in attendance data",
+    Why.attendance_details: "PMOOE in attendance data: details needed",
     Why.deferred_overdue: "Agency reply overdue",
     Why.quarantined: "Referral could not be read",
 }
@@ -130,6 +135,14 @@ def case_items(r: Referral, raised: list[SafeguardingConcern], today: date) -> l
         items.append(WorkItem(
             Why.located_in_area, ref, r.updated_at, "found living in our area, not on roll",
             "Contact the family and admissions; Close case once the child is on roll"))
+    elif r.source == "attendance":
+        # README, "PMOOE found from attendance data": the school was asked for its enquiries.
+        items.append(WorkItem(
+            Why.attendance_pmooe, ref, r.received_at,
+            f"{r.classification_reason} in the register; the school was asked for its "
+            "enquiries",
+            "Follow up the school's enquiries; if the pupil is still missing, Trace case or "
+            "Decide case (a return on the register closes it by itself)"))
     return items
 
 
@@ -152,6 +165,9 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
         known_refs = set(s.exec(select(Referral.mendix_reference)))
         quarantined = list(s.exec(select(QuarantinedRecord)
                                   .order_by(col(QuarantinedRecord.received_at))))
+        stuck = list(s.exec(select(AttendancePupil)
+                            .where(col(AttendancePupil.details_needed).is_not(None))
+                            .order_by(col(AttendancePupil.id))))
 
     for r in open_cases:
         items += case_items(r, concerns.get(r.id or 0, []), today)
@@ -175,4 +191,13 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
             f"{len(rows)} record(s) kept: " + "; ".join(reasons[:3])
             + (" …" if len(reasons) > 3 else ""),
             "Ask the school to correct the referral and send it again (cme intake rejected)"))
+    for p in stuck:
+        # No case yet, so no reference: the pupil's number in the attendance data, which
+        # `cme attendance pending` turns into the UPN for the officer at a terminal.
+        items.append(WorkItem(
+            Why.attendance_details, None, p.updated_at,
+            f"pupil ATT-{p.id} at school URN {p.school_urn}: {p.pmooe_reason or 'assessment'}"
+            f"; missing: {p.details_needed}",
+            "Run `cme attendance pending`, add what is missing (the school, or the pupil's "
+            "details in the next attendance file), then run the attendance deployment again"))
     return sorted(items, key=lambda i: (i.urgency, i.since, i.reference or ""))

@@ -52,6 +52,8 @@ SAMPLES: dict[Template, dict[str, Any]] = {
     },
     Template.inter_la: {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852"},
     Template.safeguarding_task: {"reference": "CME-2026-0042"},
+    Template.pmooe_attendance: {**SCHOOL, "pmooe_reason": "leave_not_returned",
+                                "met_on": "2026-03-02"},
 }
 
 
