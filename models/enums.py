@@ -63,3 +63,4 @@ class Template(StrEnum):
     half_termly_update = "half_termly_update"
     inter_la = "inter_la"
     safeguarding_task = "safeguarding_task"
+    delivery_failing = "delivery_failing"

@@ -52,6 +52,8 @@ SAMPLES: dict[Template, dict[str, Any]] = {
     },
     Template.inter_la: {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852"},
     Template.safeguarding_task: {"reference": "CME-2026-0042"},
+    Template.delivery_failing: {"channel": "smtp", "failing": 48, "gave_up": 0,
+                                "failing_since": "2026-03-02", "retry_days": 5},
 }
 
 
