@@ -227,7 +227,7 @@ class _Dispatch:
             NotificationStatus.sending,
             status=NotificationStatus.sent,
             provider_id=provider_id[:120],
-            sent_at=self.clock(),
+            sent_at=self.now,
             next_attempt_at=None,
             last_error=None,
         )
@@ -394,7 +394,7 @@ class _Dispatch:
             row_id,
             sending,
             status=NotificationStatus.pending,
-            next_attempt_at=now + backoff(attempts),
+            next_attempt_at=self.now + backoff(attempts),
             last_error=error[:_MAX_ERROR],
         ):
             self.report.retried_later += 1

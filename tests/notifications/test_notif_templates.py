@@ -87,8 +87,9 @@ def test_every_template_renders_with_its_required_fields(template: Template) -> 
     out = render(template, SAMPLES[template])
     assert out.subject and "\n" not in out.subject
     assert out.body.endswith("\n") and "\n\n\n" not in out.body
-    reference = SAMPLES[template].get("reference", "CME-2026-0042")
-    assert reference in out.subject + out.body
+    if template is not Template.delivery_failing:  # about the outbox, not one case
+        reference = SAMPLES[template].get("reference", "CME-2026-0042")
+        assert reference in out.subject + out.body
     assert "{{" not in out.body and "None" not in out.body
     for value in CANARY_VALUES:
         assert value not in out.subject + out.body
