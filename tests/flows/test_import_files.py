@@ -147,3 +147,67 @@ def test_an_oversized_line_is_refused_unread_and_kept_as_an_excerpt_with_its_has
     assert kept.line_no == 2 and len(kept.raw) <= 1024
     assert kept.raw_sha256 == hashlib.sha256(huge.encode()).hexdigest()
     assert f"{len(huge)} bytes" in kept.reasons[0] and kept.raw_sha256 in kept.reasons[0]
+
+
+def _letters(i: int) -> str:
+    out = ""
+    while True:
+        out = "abcdefghijklmnopqrstuvwxyz"[i % 26] + out
+        i //= 26
+        if not i:
+            return out
+
+
+def write_referrals(path: Path, n: int, start: int = 0) -> Path:
+    """``n`` distinct synthetic referrals (different children, no UPN)."""
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(start, start + n):
+            child = {**RECORD["child"], "surname": "Streamwell" + _letters(i)}  # type: ignore[dict-item]
+            fh.write(json.dumps({**RECORD, "mendix_reference": f"CME-S-{i:07d}",
+                                 "child": child}) + "\n")
+    return path
+
+
+def test_reading_a_file_takes_the_same_memory_for_2000_or_20000_referrals(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    from flows.intake import BATCH, _batches
+
+    peaks = {}
+    for n in (2_000, 20_000):
+        path = write_referrals(tmp_path / f"{n}.jsonl", n)
+        tracemalloc.start()
+        try:
+            seen = sum(len(b) for b in _batches(read_jsonl(path), BATCH))
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert seen == n
+    # One batch in memory at a time: ten times the records, not ten times the memory.
+    assert peaks[20_000] < peaks[2_000] * 1.5 + 256 * 1024, peaks
+
+
+def test_importing_more_referrals_keeps_no_more_memory(import_env: Path) -> None:
+    """The whole import flow (batches as Prefect tasks, the database, the acknowledgements
+    written): what stays allocated after 300 referrals and after 900 more differs by far
+    less than the ~11 MB per 1,000 seen before."""
+    import tracemalloc
+
+    from flows.intake import import_file
+
+    asyncio.run(import_file(str(write_referrals(import_env / "warm.jsonl", 60, 900_000))))
+    tracemalloc.start()
+    try:
+        asyncio.run(import_file(str(write_referrals(import_env / "a.jsonl", 300))))
+        after_300 = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        asyncio.run(import_file(str(write_referrals(import_env / "b.jsonl", 900, 300))))
+        after_1200, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"traced after 300: {after_300 / 1e6:.1f} MB; after 1,200: {after_1200 / 1e6:.1f} MB;"
+          f" peak importing 900: {peak / 1e6:.1f} MB")
+    assert after_1200 - after_300 < 3_000_000
+    assert peak - after_300 < 40_000_000  # about one batch of 500, whatever the file's size
