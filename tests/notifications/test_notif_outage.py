@@ -183,6 +183,10 @@ async def test_cme_outbox_retry_requeues_failed_messages_and_the_worklist_shows_
     ref = REFERRAL["mendix_reference"]
     [item] = [i for i in build_worklist(clean_db, T0.date()) if i.why is Why.message_failed]
     assert item.reference == ref and f"cme outbox retry --ref {ref}" in item.next_step
+    from flows.worklist import worklist_markdown
+
+    page = worklist_markdown([item], T0.date(), {"Case report": "dep-1"})
+    assert "Message not sent" in page and "Case report" in page
 
     runner = CliRunner()
     env = {"CME_DATABASE_URL": clean_db, "COLUMNS": "200"}
