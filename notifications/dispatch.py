@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy import ColumnElement, bindparam, func, or_
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -51,6 +51,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 
+from models._tz import UTCDateTime
 from models.db import get_engine
 from models.enums import NotificationChannel, NotificationStatus, Template
 from models.tables import Notification
@@ -339,7 +340,10 @@ class _Dispatch:
             # The lease runs from the claim: rows claimed late in a long batch keep a full
             # lease, so another dispatcher cannot take them for crashed ones and resend them.
             next_attempt_at=claim_at + self.claim_timeout,
-            first_attempt_at=func.coalesce(col(Notification.first_attempt_at), claim_at),
+            # Typed, so SQLite stores it in the column's own format (compared as text there).
+            first_attempt_at=func.coalesce(
+                col(Notification.first_attempt_at), bindparam(None, claim_at, UTCDateTime())
+            ),
         )
         if not claimed:
             self.report.skipped += 1
