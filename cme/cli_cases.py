@@ -35,6 +35,8 @@ audit_app = typer.Typer(help="Audit what the LA disclosed to other agencies.",
                         no_args_is_help=True)
 retention_app = typer.Typer(help="Retention: anonymise closed cases past the retention period.",
                             no_args_is_help=True)
+outbox_app = typer.Typer(help="The notifications outbox: list it (no sub-command), or re-queue "
+                         "failed messages (retry).", invoke_without_command=True)
 
 JSON_HELP = "Print JSON on stdout instead of a table."
 LIMIT_HELP = "Show at most N rows, newest first (0 = all)."
@@ -44,7 +46,8 @@ def register(app: typer.Typer) -> None:
     """Add the operator commands to the ``cme`` app."""
     app.command("cases")(cases_cmd)
     app.command("case")(case_cmd)
-    app.command("outbox")(outbox_cmd)
+    outbox_app.callback()(outbox_cmd)
+    app.add_typer(outbox_app, name="outbox")
     app.add_typer(intake_app, name="intake")
     app.add_typer(audit_app, name="audit")
     app.add_typer(retention_app, name="retention")
@@ -273,6 +276,7 @@ def case_cmd(
 
 
 def outbox_cmd(
+    ctx: typer.Context,
     status: str | None = typer.Option(
         None, "--status", "-s", metavar="S",
         help="Only notifications in this status: pending, sending, sent, failed."),
@@ -280,6 +284,8 @@ def outbox_cmd(
     limit: int = typer.Option(200, "--limit", "-n", min=0, metavar="N", help=LIMIT_HELP),
 ) -> None:
     """List the notifications outbox and how many notifications are in each status."""
+    if ctx.invoked_subcommand is not None:
+        return
     from models import NotificationStatus
     from tasks.reports import list_outbox
 
@@ -303,6 +309,50 @@ def outbox_cmd(
                       _opt(n.last_error))
     console.print(table)
     console.print("By status: " + ", ".join(f"{k} {v}" for k, v in box.by_status.items()))
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    reference: str | None = typer.Option(
+        None, "--ref", metavar="REF", help="Only this case's failed messages (Mendix reference)."),
+    include_unknown: bool = typer.Option(
+        False, "--include-unknown",
+        help="Also messages whose delivery is unknown (SMTP cut off mid-send). They may have "
+        "arrived: use only after checking with the recipient."),
+) -> None:
+    """Re-queue failed messages: they go at the next dispatch, with a fresh retry period.
+
+    Messages whose delivery is unknown are left alone unless --include-unknown.
+    """
+    from sqlmodel import Session, col, select
+
+    from models import Notification, NotificationStatus, Referral, get_engine
+    from notifications import OUTCOME_UNKNOWN, requeue_failed
+
+    url = _db_url()
+    with _database_errors():
+        ids: list[int] | None = None
+        with Session(get_engine(url)) as s:
+            q = select(Notification.id, Notification.last_error).where(
+                Notification.status == NotificationStatus.failed)
+            if reference is not None:
+                ref = reference.strip()
+                if s.exec(select(Referral.id).where(Referral.mendix_reference == ref)).first() \
+                        is None:
+                    raise CmeError(f"no case with reference {ref!r}")
+                q = q.join(Referral, col(Referral.id) == Notification.referral_id).where(
+                    Referral.mendix_reference == ref)
+            failed = s.exec(q).all()
+            ids = [i for i, _ in failed if i is not None]
+        done = requeue_failed(url, notification_ids=ids, include_outcome_unknown=include_unknown)
+    unknown_prefix = OUTCOME_UNKNOWN.split("{channel}")[0]
+    left = sum(1 for i, err in failed if i not in done and (err or "").startswith(unknown_prefix))
+    where = f" for {reference.strip()}" if reference else ""
+    console.print(f"Re-queued {len(done)} failed message{'s' if len(done) != 1 else ''}{where}; "
+                  "they are sent at the next dispatch.")
+    if left:
+        console.print(f"[yellow]{left} left failed:[/yellow] delivery unknown (they may have "
+                      "arrived); check with the recipient, then use --include-unknown.")
 
 
 # --------------------------------------------------------------------------- intake

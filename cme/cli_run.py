@@ -71,7 +71,10 @@ def import_cmd(
                                  "(README, 'Attendance file').", show_default=False),
 ) -> None:
     """Import school referrals from a file, or (`cme import attendance FILE`) register marks;
-    bad records are kept in quarantine."""
+    bad records are kept in quarantine.
+
+    Any regular file you can read (at most CME_IMPORT_MAX_MB); the Prefect UI's intake flow
+    reads only files in CME_IMPORT_DIR."""
     if str(file) == "attendance":
         if marks is None:
             raise CmeError("say which file: cme import attendance FILE")
@@ -82,18 +85,32 @@ def import_cmd(
     if marks is not None:
         raise CmeError("one referral file at a time (for register marks: "
                        "cme import attendance FILE)")
-    if not file.is_file():
-        raise CmeError(f"no such file: {file}")
+    from cme.cli import settings
+    from tasks.import_files import open_import_file
+
+    s = settings()
+    # Checked here too, so a refused file is one line before Prefect starts.
+    with open_import_file(file, import_dir=s.import_dir, max_bytes=s.import_max_mb << 20,
+                          confined=False) as fh:
+        total = _count_lines(fh)
     _quiet_prefect()
     _ensure_db()
     from flows.intake import import_file
 
-    total = sum(1 for line in file.open("rb") if line.strip())
     with _progress_bar("Importing referrals", total):
         counts = asyncio.run(import_file(str(file.resolve())))
     _print_counts("Intake", counts)
     if counts.get("quarantined"):
         console.print("[yellow]Some records were quarantined:[/yellow] see `cme intake rejected`.")
+
+
+def _count_lines(fh: Any) -> int:
+    """Lines in the file, for the progress bar: counted in 1 MiB pieces, never a whole line."""
+    n, last = 0, b"\n"
+    while piece := fh.readline(1 << 20):
+        n += piece.endswith(b"\n")
+        last = piece
+    return n + (not last.endswith(b"\n"))
 
 
 def _print_counts(title: str, counts: dict[str, Any]) -> None:

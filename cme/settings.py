@@ -63,8 +63,22 @@ class Settings(BaseSettings):
     outbox_dir: Path = Field(
         default=Path("outbox"), description="Folder for the `file` channel's .eml messages."
     )
+    import_dir: Path = Field(
+        default=Path("imports"), description="The import folder: the `intake` flow's `file` "
+        "parameter (the Prefect UI) names a file in it, and nothing outside it (symbolic "
+        "links resolved) is read. `cme import FILE` may name any regular file."
+    )
+    import_max_mb: int = Field(
+        default=200, ge=1, le=10_000, description="Largest referral file intake reads, in MB "
+        "(about 100,000 referrals)."
+    )
     mail_from: str = Field(
         default="cme-team@la.example.org", description="Sender address of emails to schools."
+    )
+    notification_retry_days: int = Field(
+        default=5, ge=1, le=30, description="Days a message that keeps failing to send (an "
+        "outage) is retried, from its first attempt, before it is marked failed for an officer "
+        "(`cme outbox retry` sends it again)."
     )
     smtp_host: str = Field(default="localhost", description="SMTP server host.")
     smtp_port: int = Field(default=25, description="SMTP server port.")

@@ -92,7 +92,8 @@ def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
         options = {"api_key": s.notify_api_key, "base_url": s.notify_base_url,
                    "template_ids": dict(s.notify_template_ids)}
     return DispatchConfig(db_url=s.database_url, channel=s.notification_channel,
-                          channel_options=options)
+                          channel_options=options, retry_days=s.notification_retry_days,
+                          duty_inbox=s.duty_inbox, outbox_dir=str(s.outbox_dir))
 
 
 def task_runner(settings: Settings | None = None) -> TaskRunner[Any]:

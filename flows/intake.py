@@ -18,7 +18,8 @@ from flows.worklist import refresh_worklist
 from policy import LONDON
 from tasks._agencies import mendix_transport
 from tasks.dispatch import dispatch_task
-from tasks.intake import IntakeReport, ingest_batch, read_jsonl
+from tasks.import_files import OversizedLine, open_import_file, read_lines
+from tasks.intake import MAX_RECORD_BYTES, IntakeReport, ingest_batch
 from tasks.odata import fetch_mendix_changes, save_watermark
 
 __all__ = ["import_file", "intake", "intake_records"]
@@ -26,14 +27,16 @@ __all__ = ["import_file", "intake", "intake_records"]
 BATCH = 500
 
 
-def _batches(records: Iterable[tuple[int | None, str]], size: int
-             ) -> Iterable[list[tuple[int | None, str]]]:
+Record = tuple[int | None, str | OversizedLine]
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterable[list[Record]]:
     it = iter(records)
     while batch := list(islice(it, size)):
         yield batch
 
 
-def intake_records(records: Iterable[tuple[int | None, str]], *, source: str) -> IntakeReport:
+def intake_records(records: Iterable[Record], *, source: str) -> IntakeReport:
     """Ingest records in batches of a few hundred (one task run per batch)."""
     cfg = intake_config()
     total = IntakeReport()
@@ -49,11 +52,36 @@ async def _publish(report: IntakeReport, source: str) -> None:
                                  description=f"Intake from {source} (counts only).")
 
 
+def _from_deployment() -> bool:
+    from prefect.runtime import deployment
+
+    try:
+        return bool(deployment.id)
+    except Exception:  # noqa: BLE001 - outside a run: not from a deployment
+        return False
+
+
+def _read_file(path: str, *, confined: bool) -> Iterable[Record]:
+    """The records of a referral file, in bounded memory; the file checks are made (and a
+    refused file raises ImportFileError, one line) before the first record is read."""
+    s = get_settings()
+    fh = open_import_file(path, import_dir=s.import_dir, max_bytes=s.import_max_mb * 1024 * 1024,
+                          confined=confined)
+
+    def records() -> Iterable[Record]:
+        with fh:
+            yield from read_lines(fh, max_line_bytes=MAX_RECORD_BYTES)
+
+    return records()
+
+
 @flow(name="import-referrals-file", persist_result=False)
 async def import_file(path: str) -> dict[str, int]:
-    """Import referrals from a JSON Lines file on the worker's disk (one referral a line)."""
+    """Import referrals from a JSON Lines file an operator named (``cme import``, ``cme
+    demo``): any regular file, size-capped. Not deployed; run from a deployment all the
+    same, it is confined to CME_IMPORT_DIR like the ``intake`` flow."""
     p = Path(path)
-    report = intake_records(read_jsonl(p), source=p.name)
+    report = intake_records(_read_file(path, confined=_from_deployment()), source=p.name)
     await dispatch_task(dispatch_config())
     await _publish(report, p.name)
     await refresh_worklist()
@@ -67,12 +95,13 @@ def _intake_name() -> str:
 @flow(name="intake", flow_run_name=_intake_name, persist_result=False)
 async def intake(file: str | None = None) -> dict[str, Any]:
     """Take in new and changed referrals: from the Mendix OData feed (when configured)
-    and/or a JSON Lines file; then send the acknowledgements."""
+    and/or a JSON Lines file in the import folder (CME_IMPORT_DIR; ``file`` is a name in
+    it, and nothing outside it is read); then send the acknowledgements."""
     logger = get_run_logger()
     settings = get_settings()
     total = IntakeReport()
     if file:
-        total.add(intake_records(read_jsonl(Path(file)), source=Path(file).name))
+        total.add(intake_records(_read_file(file, confined=True), source=Path(file).name))
     if settings.mendix_base_url:
         records, newest = await fetch_mendix_changes(settings, transport=mendix_transport())
         total.add(intake_records(records, source="mendix"))

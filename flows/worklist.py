@@ -40,6 +40,7 @@ ACTIONS: dict[str, str] = {
 _ACTIONS_FOR: dict[Why, tuple[str, ...]] = {
     Why.safeguarding: ("Case report", "Close"),
     Why.acknowledgement_overdue: ("Case report",),
+    Why.message_failed: ("Case report",),
     Why.decision_proposed: ("Case report", "Decide"),
     Why.possible_match: ("Case report", "Decide"),
     Why.conflicting_evidence: ("Case report", "Decide"),

@@ -64,3 +64,4 @@ class Template(StrEnum):
     inter_la = "inter_la"
     safeguarding_task = "safeguarding_task"
     pmooe_attendance = "pmooe_attendance"
+    delivery_failing = "delivery_failing"

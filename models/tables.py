@@ -146,6 +146,10 @@ class Referral(SQLModel, table=True):
     confirmed_findings: list[str] = Field(default_factory=list, sa_type=JSON)
     rejected_findings: list[str] = Field(default_factory=list, sa_type=JSON)
     rounds_set_aside: int = 0
+    # What this referral's own form last said, one salted digest per updatable field
+    # (tasks.intake._record_digest): a re-read form is compared with itself, not with a
+    # child row another referral of the same child may have written. No values are kept.
+    record_digest: dict[str, str] | None = Field(default=None, sa_type=JSON, repr=False)
     duplicate_of_id: int | None = Field(default=None, foreign_key="referral.id")
     # Where the case came from: "referral" (a school's form) or "attendance" (PMOOE found
     # in the LA's attendance data, README "PMOOE found from attendance data").
@@ -233,6 +237,9 @@ class Notification(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts(default=None)
     provider_id: str | None = Field(default=None, max_length=120)
     last_error: str | None = Field(default=None, max_length=500)
+    # When the first send was tried: transient failures are retried until
+    # CME_NOTIFICATION_RETRY_DAYS after it (elapsed time, not a count of dispatches).
+    first_attempt_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None)
 
@@ -245,6 +252,12 @@ class QuarantinedRecord(SQLModel, table=True):
     line_no: int | None = None
     mendix_reference: str | None = Field(default=None, max_length=40)
     raw: str = Field(sa_type=sa.Text, repr=False)
+    # SHA-256 (hex) of the whole line as received: an oversized line is kept only as a
+    # bounded excerpt in ``raw``, and this says which line it was.
+    raw_sha256: str | None = Field(default=None, max_length=64)
+    # One row per line of a source: a digest of (source, line number, raw_sha256). A
+    # re-import or a re-run after a crash finds the row already there.
+    record_key: str | None = Field(default=None, max_length=64, unique=True)
     reasons: list[str] = Field(default_factory=list, sa_type=JSON)
     received_at: datetime = _ts(default_factory=utcnow)
 

@@ -5,6 +5,7 @@ The rest of the project may use exactly what ``__all__`` lists:
 - :func:`queue_notification` writes an outbox row in the caller's transaction (with the
   decision that caused it), idempotent on its key;
 - :func:`dispatch_pending` sends due rows through a channel, crash-safely;
+  :func:`delivery_trouble` says what keeps failing; :func:`requeue_failed` re-queues;
 - :func:`channel_from_config` builds the ``file`` / ``smtp`` / ``notify`` channel;
 - :func:`render` and the field tables say what each template needs and may carry.
 
@@ -21,11 +22,16 @@ from notifications.channels import (
     message_id_for,
 )
 from notifications.dispatch import (
+    OUTAGE_AFTER,
     OUTCOME_UNKNOWN,
+    RETRY_FOR,
+    DeliveryTrouble,
     DispatchReport,
     backoff,
+    delivery_trouble,
     dispatch_pending,
     queue_notification,
+    requeue_failed,
 )
 from notifications.errors import (
     InvalidPersonalisationError,
@@ -47,9 +53,12 @@ from notifications.templates import (
 __all__ = [
     "ALLOWED_FIELDS",
     "OPTIONAL_FIELDS",
+    "OUTAGE_AFTER",
     "OUTCOME_UNKNOWN",
+    "RETRY_FOR",
     "TEMPLATE_FIELDS",
     "Channel",
+    "DeliveryTrouble",
     "DispatchReport",
     "FileChannel",
     "InvalidPersonalisationError",
@@ -64,9 +73,11 @@ __all__ = [
     "TransientSendError",
     "backoff",
     "channel_from_config",
+    "delivery_trouble",
     "dispatch_pending",
     "message_id_for",
     "queue_notification",
     "render",
+    "requeue_failed",
     "validate_personalisation",
 ]

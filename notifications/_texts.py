@@ -212,3 +212,27 @@ If you have a safeguarding concern about this pupil, follow your safeguarding pr
 now; do not wait for us.
 
 {% include "_signoff" %}"""
+
+# --- delivery_failing (internal: to the duty inbox, through the file channel) --------------
+TEXTS["delivery_failing.subject"] = (
+    "CME notifications are not going out through {{ channel }}: {{ failing }} waiting, "
+    "{{ gave_up }} given up"
+)
+TEXTS["delivery_failing.body"] = """\
+Messages from the CME pipeline are not being delivered through the {{ channel }} channel.
+
+{{ failing }} message(s) have kept failing{% if failing_since %} since \
+{{ failing_since | long_date }}{% endif %}; they are tried again every hour\
+{% if retry_days %} for {{ retry_days }} days from their first attempt{% endif %}.
+{{ gave_up }} message(s) have been given up and wait for an officer.
+
+Acknowledgements and safeguarding tasks may be among them. Please:
+- ask whoever runs the {{ channel }} service to look at it;
+- see what is waiting: cme outbox --status pending, and cme outbox --status failed;
+- once it works again, send the given-up ones: cme outbox retry (or cme outbox retry --ref REF
+  for one case);
+- check the worklist for cases whose messages did not go.
+
+This message was written to the outbox folder because the usual channel is failing. At most \
+one is written a day.
+"""

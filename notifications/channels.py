@@ -181,8 +181,23 @@ class FileChannel:
         return await asyncio.to_thread(self._write, msg)
 
     async def lookup(self, msg: OutgoingMessage) -> str | None:
-        path = self.path_for(msg.idempotency_key)
-        return path.name if await asyncio.to_thread(path.exists) else None
+        return await asyncio.to_thread(self._lookup, msg.idempotency_key)
+
+    def _lookup(self, key: str) -> str | None:
+        path = self.path_for(key)
+        if path.exists():
+            return path.name
+        # Not delivered: a half-written copy is what a crash left of an earlier attempt (the
+        # dispatcher asks only about a row whose claim is its own or has expired).
+        self._remove_leftovers(key)
+        return None
+
+    def _part_prefix(self, key: str) -> str:
+        return f".tmp-{_key_digest(key)[:16]}-"
+
+    def _remove_leftovers(self, key: str) -> None:
+        for part in self.outbox_dir.glob(f"{self._part_prefix(key)}*.part"):
+            part.unlink(missing_ok=True)
 
     def _write(self, msg: OutgoingMessage) -> str:
         path = self.path_for(msg.idempotency_key)
@@ -191,9 +206,14 @@ class FileChannel:
         data = _build_email(msg, self.mail_from).as_bytes()
         try:
             self.outbox_dir.mkdir(parents=True, exist_ok=True)
+            # The sender holds the row's claim: copies an interrupted attempt left are its own.
+            self._remove_leftovers(msg.idempotency_key)
             # Not named *.eml: a crash before the rename leaves this file behind, and whatever
-            # reads outbox/*.eml (a mail pickup folder) must not take it as a second copy.
-            fd, tmp = tempfile.mkstemp(dir=self.outbox_dir, prefix=".tmp-", suffix=".part")
+            # reads outbox/*.eml (a mail pickup folder) must not take it as a second copy. Named
+            # from the key, so the next attempt at this message removes it.
+            fd, tmp = tempfile.mkstemp(dir=self.outbox_dir,
+                                       prefix=self._part_prefix(msg.idempotency_key),
+                                       suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)

@@ -7,6 +7,15 @@ Outbox states (``models.tables.Notification.status``)::
                              │  └── bad row ──────┼─────► failed    outcome unknown: officer)
                              └──── transient ─────┘
                                    (attempts+1, next_attempt_at = now + back-off)
+                 failed ──requeue_failed (an officer: ``cme outbox retry``)──► pending
+
+Outages. A transient failure is retried with back-off (5 minutes doubling to an hour) for
+``retry_for`` after the row's first attempt (``CME_NOTIFICATION_RETRY_DAYS``), however
+often the dispatcher runs: elapsed time, not a count of dispatches, uses up the retries.
+After :data:`OUTAGE_AFTER` transient failures in a row the run stops claiming rows (they
+stay ``pending``, no attempt used): a channel that is down is not hammered, and a dispatch
+every 15 minutes does not wait on hundreds of timeouts. :func:`delivery_trouble` says what
+has kept failing, for the duty inbox (tasks/dispatch.py tells it by another path).
 
 Crash safety. A row is claimed (``pending → sending``, committed) *before* the channel is
 called, and updated after it answers. A crash in between leaves the row in ``sending`` with
@@ -28,12 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, bindparam, func, or_
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -41,6 +51,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 
+from models._tz import UTCDateTime
 from models.db import get_engine
 from models.enums import NotificationChannel, NotificationStatus, Template
 from models.tables import Notification
@@ -58,9 +69,14 @@ __all__ = [
     "DEFAULT_SENDER_NAME",
     "OUTCOME_UNKNOWN",
     "DispatchReport",
+    "DeliveryTrouble",
+    "OUTAGE_AFTER",
+    "RETRY_FOR",
     "backoff",
+    "delivery_trouble",
     "dispatch_pending",
     "queue_notification",
+    "requeue_failed",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,7 +88,13 @@ OUTCOME_UNKNOWN = (
     "check with the recipient before resending"
 )
 _BACKOFF_BASE = timedelta(minutes=5)
-_BACKOFF_CAP = timedelta(hours=24)
+# An hour at most between tries: when an outage ends, every waiting message goes within the
+# hour (acknowledgements are due in 5 working days), and an hourly try costs little.
+_BACKOFF_CAP = timedelta(hours=1)
+#: Default time a transiently failing message is retried, from its first attempt.
+RETRY_FOR = timedelta(days=5)
+#: Transient failures in a row after which one dispatch run stops trying (the channel is down).
+OUTAGE_AFTER = 5
 _MAX_ERROR = 500
 
 
@@ -82,10 +104,11 @@ class DispatchReport:
 
     ``sent``: delivered now. ``recovered``: found already delivered by ``lookup`` (after a crash
     or before a retry) and marked sent without sending again. ``retried_later``: a transient
-    failure, back to pending with a back-off. ``failed``: permanent failure, too many attempts
-    or an invalid row. ``outcome_unknown``: marked failed because delivery cannot be known (an
-    officer must check). ``skipped``: another dispatcher had the row, or a lookup could not be
-    made right now (tried again next dispatch).
+    failure, back to pending with a back-off. ``failed``: permanent failure, retried for
+    longer than the retry period (or too many attempts), or an invalid row.
+    ``outcome_unknown``: marked failed because delivery cannot be known (an officer must
+    check). ``skipped``: another dispatcher had the row, or a lookup could not be made right
+    now (tried again next dispatch). ``held``: not tried, the channel looks down.
     """
 
     sent: int = 0
@@ -94,12 +117,13 @@ class DispatchReport:
     recovered: int = 0
     skipped: int = 0
     outcome_unknown: int = 0
+    held: int = 0
 
 
 def backoff(
     attempts: int, *, base: timedelta = _BACKOFF_BASE, cap: timedelta = _BACKOFF_CAP
 ) -> timedelta:
-    """Delay before the next try after ``attempts`` tries: 5 min, 10 min, 20 min, … ≤ 24 h."""
+    """Delay before the next try after ``attempts`` tries: 5 min, 10 min, 20 min, … ≤ 1 h."""
     if attempts < 1:
         return timedelta(0)
     return min(cap, base * (1 << min(attempts - 1, 20)))
@@ -113,12 +137,14 @@ class _Row:
     recipient: str
     personalisation: Mapping[str, Any]
     attempts: int
+    first_attempt_at: datetime | None = None
 
     @classmethod
     def of(cls, n: Notification) -> _Row:
         assert n.id is not None
         return cls(
-            n.id, n.idempotency_key, n.template, n.recipient, dict(n.personalisation), n.attempts
+            n.id, n.idempotency_key, n.template, n.recipient, dict(n.personalisation), n.attempts,
+            n.first_attempt_at,
         )
 
 
@@ -139,21 +165,32 @@ class _Dispatch:
         channel: Channel,
         now: datetime,
         *,
-        max_attempts: int,
+        max_attempts: int | None,
         sender_name: str,
         claim_timeout: timedelta,
         concurrency: int,
+        retry_for: timedelta = RETRY_FOR,
     ) -> None:
         self.engine = engine
         self.channel = channel
         self.kind = NotificationChannel(channel.kind)
         self.now = now
+        # The run's clock moves on from ``now`` at the wall clock's pace: a lease, a back-off
+        # or a send time is taken when it happens, not when the batch started (README,
+        # Guarantees: a batch longer than the lease is not sent twice).
+        self._started = time.monotonic()
         self.max_attempts = max_attempts
         self.sender_name = sender_name
         self.claim_timeout = claim_timeout
         self.concurrency = max(1, concurrency)
+        self.retry_for = retry_for
+        self.failures_in_a_row = 0
         self.report = DispatchReport()
         self.looked_up: set[int] = set()
+
+    def clock(self) -> datetime:
+        """This run's ``now`` plus the time the run has taken so far."""
+        return self.now + timedelta(seconds=time.monotonic() - self._started)
 
     # -- database -------------------------------------------------------------------------
 
@@ -289,6 +326,10 @@ class _Dispatch:
             if self._mark_failed(row.id, pending, _describe(exc)):
                 self.report.failed += 1
             return
+        if self.failures_in_a_row >= OUTAGE_AFTER:
+            self.report.held += 1
+            return
+        claim_at = self.clock()
         claimed = self._update(
             row.id,
             pending,
@@ -296,12 +337,19 @@ class _Dispatch:
             col(Notification.attempts) == row.attempts,
             status=NotificationStatus.sending,
             attempts=row.attempts + 1,
-            next_attempt_at=self.now + self.claim_timeout,
+            # The lease runs from the claim: rows claimed late in a long batch keep a full
+            # lease, so another dispatcher cannot take them for crashed ones and resend them.
+            next_attempt_at=claim_at + self.claim_timeout,
+            # Typed, so SQLite stores it in the column's own format (compared as text there).
+            first_attempt_at=func.coalesce(
+                col(Notification.first_attempt_at), bindparam(None, claim_at, UTCDateTime())
+            ),
         )
         if not claimed:
             self.report.skipped += 1
             return
         attempts = row.attempts + 1
+        first_attempt = row.first_attempt_at or claim_at
         sending = NotificationStatus.sending
         try:
             if row.attempts > 0 and self.channel.can_lookup and row.id not in self.looked_up:
@@ -312,7 +360,7 @@ class _Dispatch:
                     return
             provider_id = await self.channel.send(msg)
         except TransientSendError as exc:
-            self._transient(row.id, attempts, _describe(exc))
+            self._transient(row.id, attempts, first_attempt, _describe(exc))
         except PermanentSendError as exc:
             if self._mark_failed(row.id, sending, _describe(exc)):
                 self.report.failed += 1
@@ -324,17 +372,26 @@ class _Dispatch:
                 "notification %s: unexpected %s from the channel", row.id, type(exc).__name__
             )
             if self.channel.can_lookup:
-                self._transient(row.id, attempts, _describe(exc))
+                self._transient(row.id, attempts, first_attempt, _describe(exc))
             else:
                 self._unknown(row.id, sending, _describe(exc))
         else:
+            self.failures_in_a_row = 0
             if self._mark_sent(row.id, provider_id):
                 self.report.sent += 1
 
-    def _transient(self, row_id: int, attempts: int, error: str) -> None:
+    def _transient(self, row_id: int, attempts: int, first_attempt: datetime, error: str) -> None:
+        self.failures_in_a_row += 1
         sending = NotificationStatus.sending
-        if attempts >= self.max_attempts:
+        now = self.clock()
+        if self.max_attempts is not None and attempts >= self.max_attempts:
             if self._mark_failed(row_id, sending, f"gave up after {attempts} attempts; {error}"):
+                self.report.failed += 1
+            return
+        if now - first_attempt >= self.retry_for:
+            days = self.retry_for / timedelta(days=1)
+            note = f"gave up after {attempts} attempts over {days:g} days; {error}"
+            if self._mark_failed(row_id, sending, note):
                 self.report.failed += 1
             return
         if self._update(
@@ -353,10 +410,11 @@ async def dispatch_pending(
     *,
     now: datetime | None = None,
     limit: int = 500,
-    max_attempts: int = 8,
+    max_attempts: int | None = None,
     sender_name: str = DEFAULT_SENDER_NAME,
     claim_timeout: timedelta = timedelta(minutes=10),
     concurrency: int = 4,
+    retry_for: timedelta = RETRY_FOR,
 ) -> DispatchReport:
     """Send the outbox rows for ``channel.kind`` that are due, and recover interrupted ones.
 
@@ -364,9 +422,13 @@ async def dispatch_pending(
       (see the module docstring). Pass ``claim_timeout=timedelta(0)`` only when no other
       dispatcher can be running (e.g. straight after a crash, in a single-runner flow).
     - Then up to ``limit`` ``pending`` rows with ``next_attempt_at`` unset or ``<= now`` are
-      claimed one by one (at most ``concurrency`` in flight) and sent. A transient failure
-      backs off (:func:`backoff`); the ``max_attempts``-th failure, a permanent failure or an
-      invalid row is ``failed``. ``last_error`` holds the error class and code, never content.
+      claimed one by one (at most ``concurrency`` in flight) and sent; each claim's lease
+      runs ``claim_timeout`` from that claim. A transient failure backs off
+      (:func:`backoff`) until ``retry_for`` has passed since the row's first attempt (or,
+      if given, the ``max_attempts``-th failure); then, or on a permanent failure or an
+      invalid row, the row is ``failed``. After :data:`OUTAGE_AFTER` transient failures in
+      a row the rest are left pending (``held``). ``last_error`` holds the error class and
+      code, never content.
 
     ``now`` (aware) is the clock for this run: due times, back-off and ``sent_at``.
     Rows for other channels are left alone: they must be looked up by the channel that sent
@@ -384,6 +446,7 @@ async def dispatch_pending(
         sender_name=sender_name,
         claim_timeout=claim_timeout,
         concurrency=concurrency,
+        retry_for=retry_for,
     )
     await run.recover(limit)
     await run.send_due(limit)
@@ -461,3 +524,80 @@ def queue_notification(
     except IntegrityError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class DeliveryTrouble:
+    """Messages that keep failing (counts only): ``failing`` are still being retried and
+    were first tried ``failing_for`` ago or earlier (``since``: the oldest first attempt);
+    ``failed`` are marked failed and wait for an officer (``cme outbox retry``)."""
+
+    failing: int
+    since: datetime | None
+    failed: int
+
+
+def delivery_trouble(
+    db_url: str, channel: NotificationChannel | str, *, now: datetime, failing_for: timedelta
+) -> DeliveryTrouble:
+    """How many ``channel`` messages have failed for at least ``failing_for`` and are still
+    retried, and how many are ``failed`` for good."""
+    kind = NotificationChannel(channel)
+    with Session(get_engine(db_url)) as s:
+        failing, since = s.exec(
+            select(func.count(), func.min(col(Notification.first_attempt_at))).where(
+                Notification.channel == kind,
+                col(Notification.status).in_(
+                    [NotificationStatus.pending, NotificationStatus.sending]
+                ),
+                col(Notification.first_attempt_at) <= now - failing_for,
+                col(Notification.attempts) > 0,
+            )
+        ).one()
+        failed = s.exec(
+            select(func.count()).where(
+                Notification.channel == kind, Notification.status == NotificationStatus.failed
+            )
+        ).one()
+    return DeliveryTrouble(int(failing), since if failing else None, int(failed))
+
+
+def requeue_failed(
+    db_url: str, *, notification_ids: list[int] | None = None,
+    include_outcome_unknown: bool = False,
+) -> list[int]:
+    """Put ``failed`` rows back to ``pending`` (due now, with a fresh retry period); returns
+    their ids. Rows whose outcome is unknown (they may have been delivered: SMTP cannot be
+    asked) are left alone unless ``include_outcome_unknown`` — a person has checked with the
+    recipient. ``notification_ids`` limits it to those rows. A channel that can look up asks
+    before sending again (the row has attempts), so nothing it delivered is sent twice.
+    """
+    unknown_prefix = OUTCOME_UNKNOWN.split("{channel}")[0]
+    done: list[int] = []
+    with Session(get_engine(db_url)) as s:
+        q = select(Notification.id, Notification.last_error).where(
+            Notification.status == NotificationStatus.failed
+        )
+        if notification_ids is not None:
+            q = q.where(col(Notification.id).in_(notification_ids))
+        for row_id, last_error in s.exec(q).all():
+            assert row_id is not None
+            if not include_outcome_unknown and (last_error or "").startswith(unknown_prefix):
+                continue
+            result = s.exec(
+                update(Notification)
+                .where(
+                    col(Notification.id) == row_id,
+                    col(Notification.status) == NotificationStatus.failed,
+                )
+                .values(
+                    status=NotificationStatus.pending,
+                    next_attempt_at=None,
+                    first_attempt_at=None,
+                    last_error=f"re-queued by an officer; was: {last_error or ''}"[:_MAX_ERROR],
+                )
+            )
+            if result.rowcount == 1:
+                done.append(row_id)
+        s.commit()
+    return sorted(done)

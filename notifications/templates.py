@@ -57,6 +57,8 @@ TEMPLATE_FIELDS: dict[Template, frozenset[str]] = {
     Template.inter_la: frozenset({"reference", "initials"}),
     Template.safeguarding_task: frozenset({"reference"}),
     Template.pmooe_attendance: frozenset({"reference", "school_name", "pmooe_reason", "met_on"}),
+    # To the duty inbox by the file channel when the configured channel keeps failing.
+    Template.delivery_failing: frozenset({"channel", "failing", "gave_up"}),
 }
 
 #: Keys each template may also be given (absent ones render as "not said").
@@ -78,6 +80,7 @@ OPTIONAL_FIELDS: dict[Template, frozenset[str]] = {
     Template.safeguarding_task: frozenset({"rule", "raised_by"}),
     # initials: only when the attendance data (or an earlier referral) gave the pupil's name.
     Template.pmooe_attendance: frozenset({"initials", "la_name", "team_contact"}),
+    Template.delivery_failing: frozenset({"failing_since", "retry_days"}),
 }
 
 #: Every key any template accepts.
@@ -230,6 +233,15 @@ def _flag(template: Template, key: str, value: Any) -> Any:
     return value
 
 
+def _count(template: Template, key: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000_000:
+        raise _bad(template, key, "must be a whole number of messages")
+    return value
+
+
+_CHANNELS = {"file": "file", "smtp": "smtp", "notify": "notify"}
+
+
 def _missing_actions(template: Template, key: str, value: Any) -> Any:
     if not isinstance(value, list | tuple) or not value:
         raise _bad(template, key, "must be a non-empty list of school action codes")
@@ -289,6 +301,11 @@ _CHECKS: dict[str, Callable[[Template, str, Any], Any]] = {
     "forward": _flag,
     "missing_actions": _missing_actions,
     "updates": _updates,
+    "channel": _code(_CHANNELS, "channel"),
+    "failing": _count,
+    "gave_up": _count,
+    "retry_days": _count,
+    "failing_since": _date,
 }
 assert set(_CHECKS) == ALLOWED_FIELDS, "every allowed key needs a check"
 

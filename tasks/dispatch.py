@@ -1,12 +1,20 @@
 """Dispatch the notifications outbox, then mark referrals acknowledged once the school has
-been sent its acknowledgement."""
+been sent its acknowledgement.
+
+When messages keep failing (an outage of the configured channel: :data:`ALERT_AFTER` since
+their first attempt, or any given up in this run) the duty inbox is told by another path
+(README, "When messages keep failing"): an ERROR line in the run's log (the Prefect UI), a
+``delivery_failing`` message written by the file channel to the outbox folder (at most one
+a day), and the failed messages' cases on the worklist.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -16,8 +24,23 @@ from prefect.logging import get_run_logger
 from sqlmodel import col, select
 
 from cme.secrets import SecretBlockError
-from models import CaseStatus, Notification, NotificationStatus, Referral, Template, session_scope
-from notifications import channel_from_config, dispatch_pending
+from models import (
+    CaseStatus,
+    Notification,
+    NotificationChannel,
+    NotificationStatus,
+    Referral,
+    Template,
+    session_scope,
+)
+from notifications import (
+    FileChannel,
+    channel_from_config,
+    delivery_trouble,
+    dispatch_pending,
+    queue_notification,
+)
+from policy import london_date
 from tasks._common import event
 
 __all__ = ["DispatchConfig", "dispatch_outbox", "dispatch_task", "mark_acknowledged"]
@@ -25,6 +48,8 @@ __all__ = ["DispatchConfig", "dispatch_outbox", "dispatch_task", "mark_acknowled
 
 BATCH = 500
 MAX_BATCHES = 1000  # 500,000 notifications in one run: far beyond any night
+#: How long messages fail before the duty inbox is told (four 15-minute intake dispatches).
+ALERT_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -32,6 +57,11 @@ class DispatchConfig:
     db_url: str
     channel: str
     channel_options: dict[str, Any]
+    #: CME_NOTIFICATION_RETRY_DAYS: how long a failing message is retried.
+    retry_days: int = 5
+    #: Where the duty inbox is, and the file channel's folder, for the delivery alert.
+    duty_inbox: str = "cme-duty@la.example.org"
+    outbox_dir: str = "outbox"
 
 
 def mark_acknowledged(db_url: str) -> int:
@@ -71,15 +101,55 @@ async def dispatch_outbox(cfg: DispatchConfig) -> dict[str, int]:
         _logger().error("notifications not sent: %s", exc)
         return {"channel_unavailable": 1, "acknowledged": mark_acknowledged(cfg.db_url)}
     counts: dict[str, int] = {}
+    retry_for = timedelta(days=cfg.retry_days)
     for _ in range(MAX_BATCHES):
-        report = await dispatch_pending(cfg.db_url, channel, limit=BATCH)
+        report = await dispatch_pending(cfg.db_url, channel, limit=BATCH, retry_for=retry_for)
         got = {k: int(v) for k, v in vars(report).items() if isinstance(v, int)}
         for k, v in got.items():
             counts[k] = counts.get(k, 0) + v
-        if got.get("skipped", 0) == sum(got.values()):
+        # ``held``: the channel looks down; the next dispatch tries again.
+        if got.get("held", 0) or got.get("skipped", 0) == sum(got.values()):
             break
     counts["acknowledged"] = mark_acknowledged(cfg.db_url)
+    gave_up = counts.get("failed", 0) + counts.get("outcome_unknown", 0)
+    counts["duty_alerted"] = await alert_if_failing(cfg, gave_up=gave_up)
     return counts
+
+
+async def alert_if_failing(cfg: DispatchConfig, *, gave_up: int,
+                           now: datetime | None = None) -> int:
+    """Tell the duty inbox, by a path other than the failing channel, that messages keep
+    failing; returns 1 if a delivery alert was written now, else 0.
+
+    Says so when ``cfg.channel``'s messages have failed for :data:`ALERT_AFTER` or more, or
+    ``gave_up`` messages were given up in this run. The log line always; the ``.eml`` in the
+    outbox folder through the file channel once a London day (its key carries the date), and
+    only when the failing channel is not the file channel itself.
+    """
+    now = now or datetime.now(UTC)
+    trouble = delivery_trouble(cfg.db_url, cfg.channel, now=now, failing_for=ALERT_AFTER)
+    if not trouble.failing and not gave_up:
+        return 0
+    since = f" since {trouble.since:%Y-%m-%d %H:%M} UTC" if trouble.since else ""
+    _logger().error(
+        "notifications keep failing on the %s channel: %d still retried%s, %d given up now, "
+        "%d failed in all; see `cme outbox --status failed`, then `cme outbox retry`",
+        cfg.channel, trouble.failing, since, gave_up, trouble.failed)
+    if cfg.channel == NotificationChannel.file.value:
+        return 0  # the folder itself is failing: the log line is what is left
+    key = f"delivery-failing:{cfg.channel}:{london_date(now).isoformat()}"
+    with session_scope(cfg.db_url) as s:
+        added = queue_notification(
+            s, referral_id=None, template=Template.delivery_failing, recipient=cfg.duty_inbox,
+            personalisation={
+                "channel": cfg.channel, "failing": trouble.failing, "gave_up": trouble.failed,
+                "failing_since": london_date(trouble.since) if trouble.since else None,
+                "retry_days": cfg.retry_days,
+            },
+            channel=NotificationChannel.file, idempotency_key=key)
+    # The file channel sends only its own rows (the alert, and any written for it earlier).
+    await dispatch_pending(cfg.db_url, FileChannel(Path(cfg.outbox_dir)), now=now)
+    return 1 if added else 0
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

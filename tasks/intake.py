@@ -8,6 +8,7 @@ reasons. Nothing is dropped: ``IntakeReport.received`` equals the sum of the oth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -39,6 +40,13 @@ from models import (
 )
 from notifications import queue_notification
 from tasks._common import event, initials, match_key
+from tasks.import_files import (
+    EXCERPT_BYTES,
+    OversizedLine,
+    insert_ignoring_duplicate,
+    quarantine_key,
+    read_lines,
+)
 from tasks.school_updates import school_year_first_day
 from tasks.tracing import raise_concern
 
@@ -92,14 +100,13 @@ class IntakeReport:
                 + self.quarantined + self.unchanged)
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, str]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, str | OversizedLine]]:
     """``(line number, text)`` for each non-blank line; undecodable bytes are kept as U+FFFD,
-    and a byte-order mark at the start of the file (as Windows tools write) is dropped."""
+    and a byte-order mark at the start of the file (as Windows tools write) is dropped. A
+    line over :data:`MAX_RECORD_BYTES` is an :class:`OversizedLine`, never read whole (see
+    :func:`tasks.import_files.read_lines`)."""
     with path.open("rb") as fh:
-        for n, raw in enumerate(fh, start=1):
-            text = raw.decode("utf-8-sig" if n == 1 else "utf-8", errors="replace").strip()
-            if text:
-                yield n, text
+        yield from read_lines(fh, max_line_bytes=MAX_RECORD_BYTES)
 
 
 # Neither database keeps these in a text column (PostgreSQL refuses NUL; lone surrogates
@@ -113,10 +120,18 @@ def _storable(text: str) -> str:
 
 
 def _quarantine(session: Session, source: str, line_no: int | None, raw: str,
-                reasons: list[str], ref: str | None) -> None:
-    session.add(QuarantinedRecord(source=_storable(source)[:200], line_no=line_no,
-                                  raw=_storable(raw), reasons=[_storable(r) for r in reasons],
-                                  mendix_reference=_storable(ref)[:40] if ref else None))
+                reasons: list[str], ref: str | None, *, raw_sha256: str | None = None) -> None:
+    """Keep the record with its reasons: one row per line of a source, so a re-import or a
+    re-run after a crash adds nothing (README, Guarantees: re-imports are honest)."""
+    source = _storable(source)[:200]
+    digest = raw_sha256 or hashlib.sha256(raw.encode("utf-8", errors="replace")).hexdigest()
+    insert_ignoring_duplicate(session, QuarantinedRecord, "record_key", {
+        "source": source, "line_no": line_no, "raw": _storable(raw),
+        "reasons": [_storable(r) for r in reasons],
+        "mendix_reference": _storable(ref)[:40] if ref else None,
+        "raw_sha256": digest, "record_key": quarantine_key(source, line_no, digest),
+        "received_at": datetime.now(UTC),
+    })
 
 
 def _loose_reference(raw: str) -> str | None:
@@ -224,30 +239,77 @@ _UPDATABLE = ("reason", "last_attended", "safeguarding_concern", "school_actions
               "child.address", "on_roll", "education_otherwise", "reduced_hours")
 
 
+def _record_values(rec: ReferralIn) -> dict[str, Any]:
+    addr = rec.child.address
+    return {
+        "reason": rec.reason,
+        "last_attended": rec.last_attended.isoformat() if rec.last_attended else None,
+        "school_actions": [a.model_dump(mode="json") for a in rec.school_actions],
+        "parents": [p.model_dump(mode="json") for p in rec.parents],
+        "child.address": [addr.line1, addr.town, addr.postcode],
+    }
+
+
+def _record_digest(rec: ReferralIn) -> dict[str, str]:
+    """One digest per updatable field of what this form says, salted with its reference:
+    the next copy of the form is compared with this one, never with a child row another
+    referral of the same child wrote (the cause of false "school sent an update" events)."""
+    salt = rec.mendix_reference.encode("utf-8")
+    return {
+        name: hashlib.sha256(salt + b"\x00" + json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")).hexdigest()
+        for name, value in _record_values(rec).items()
+    }
+
+
+def _changed_since_stored(referral: Referral, child: Child, rec: ReferralIn,
+                          digest: dict[str, str]) -> set[str]:
+    if referral.record_digest is not None:
+        return {f for f, d in digest.items() if referral.record_digest.get(f) != d}
+    # Stored before digests were kept: compare with the rows, but a linked referral's child
+    # row holds what the first referral said, so child fields are not its own to compare.
+    new = _record_values(rec)
+    changed = {f for f, v in (("reason", referral.reason),
+                              ("last_attended", referral.last_attended.isoformat()
+                               if referral.last_attended else None),
+                              ("school_actions", referral.school_actions)) if new[f] != v}
+    if referral.duplicate_of_id is None:
+        if new["parents"] != child.parents:
+            changed.add("parents")
+        if new["child.address"] != [child.address_line1, child.town, child.postcode]:
+            changed.add("child.address")
+    return changed
+
+
 def _apply_update(session: Session, referral: Referral, rec: ReferralIn, cfg: IntakeConfig,
                   report: IntakeReport) -> None:
-    """A re-sent form: record what changed as events (field names only), never a new case."""
+    """A re-sent form: record what changed as events (field names only), never a new case.
+
+    "Changed" means changed since this referral's own last form: an identical re-import is
+    ``unchanged`` and writes no event."""
     child = session.get(Child, referral.child_id)
     assert child is not None
+    digest = _record_digest(rec)
+    differs = _changed_since_stored(referral, child, rec, digest)
+    if referral.record_digest != digest:
+        referral.record_digest = digest
     changed: list[str] = []
-    if rec.reason != referral.reason:
+    if "reason" in differs:
         referral.reason = rec.reason
         changed.append("reason")
-    if rec.last_attended != referral.last_attended:
+    if "last_attended" in differs:
         referral.last_attended = rec.last_attended
         changed.append("last_attended")
-    actions = [a.model_dump(mode="json") for a in rec.school_actions]
-    if actions != referral.school_actions:
-        referral.school_actions = actions
+    if "school_actions" in differs:
+        referral.school_actions = [a.model_dump(mode="json") for a in rec.school_actions]
         referral.missing_actions = rec.missing_actions()
         changed.append("school_actions")
-    parents = [p.model_dump(mode="json") for p in rec.parents]
-    if parents != child.parents:
-        child.parents = parents
+    if "parents" in differs:
+        child.parents = [p.model_dump(mode="json") for p in rec.parents]
         changed.append("parents")
-    addr = rec.child.address
-    if (addr.line1, addr.town, addr.postcode) != (child.address_line1, child.town,
-                                                  child.postcode):
+    if "child.address" in differs:
+        addr = rec.child.address
         child.address_line1, child.town, child.postcode = addr.line1, addr.town, addr.postcode
         changed.append("child.address")
     if rec.safeguarding_concern and not referral.safeguarding_concern:
@@ -278,8 +340,19 @@ def _raise_safeguarding(session: Session, referral: Referral, cfg: IntakeConfig,
     report.safeguarding += 1
 
 
-def _ingest_one(session: Session, source: str, line_no: int | None, raw: str,
+def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | OversizedLine,
                 cfg: IntakeConfig, report: IntakeReport) -> None:
+    if isinstance(raw, str) and len(raw) > MAX_RECORD_BYTES // 4:  # e.g. from the Mendix feed
+        data = raw.encode("utf-8", errors="replace")
+        if len(data) > MAX_RECORD_BYTES:
+            raw = OversizedLine(data[:EXCERPT_BYTES].decode("utf-8", errors="replace"),
+                                hashlib.sha256(data).hexdigest(), len(data), MAX_RECORD_BYTES)
+    if isinstance(raw, OversizedLine):
+        # Refused before parsing; only a bounded excerpt and the whole line's hash are kept.
+        _quarantine(session, source, line_no, raw.excerpt, [raw.reason()], None,
+                    raw_sha256=raw.sha256)
+        report.quarantined += 1
+        return
     rec, problems = _parse(raw)
     if rec is None:
         _quarantine(session, source, line_no, raw, problems, _loose_reference(raw))
@@ -317,6 +390,7 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str,
         school_actions=[a.model_dump(mode="json") for a in rec.school_actions],
         missing_actions=rec.missing_actions(),
         safeguarding_concern=rec.safeguarding_concern,
+        record_digest=_record_digest(rec),
         classification=category,
         classification_reason=reason,
         acknowledgement_due=policy.acknowledgement_due(rec.received_at),
@@ -393,7 +467,7 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str,
     report.created += 1
 
 
-def ingest_records(records: Iterable[tuple[int | None, str]], *, source: str,
+def ingest_records(records: Iterable[tuple[int | None, str | OversizedLine]], *, source: str,
                    cfg: IntakeConfig) -> IntakeReport:
     """Ingest ``(line number, raw JSON)`` records in one transaction; see the module doc.
 
@@ -413,9 +487,11 @@ def ingest_records(records: Iterable[tuple[int | None, str]], *, source: str,
                 nested.commit()
             except Exception as exc:  # noqa: BLE001 - keep the record, say what went wrong
                 nested.rollback()
-                _quarantine(session, source, line_no, raw,
+                text = raw.excerpt if isinstance(raw, OversizedLine) else raw
+                _quarantine(session, source, line_no, text,
                             [f"(record): could not be stored ({type(exc).__name__})"],
-                            _loose_reference(raw))
+                            _loose_reference(text),
+                            raw_sha256=raw.sha256 if isinstance(raw, OversizedLine) else None)
                 report.quarantined += 1
             else:
                 report.add(outcome)
@@ -423,7 +499,7 @@ def ingest_records(records: Iterable[tuple[int | None, str]], *, source: str,
 
 
 @task(name="ingest-batch", cache_policy=NO_CACHE, persist_result=False)
-def ingest_batch(records: list[tuple[int | None, str]], source: str,
+def ingest_batch(records: list[tuple[int | None, str | OversizedLine]], source: str,
                  cfg: IntakeConfig) -> IntakeReport:
     """Prefect task: one batch of raw records (a few hundred) into the case database."""
     return ingest_records(records, source=source, cfg=cfg)

@@ -141,6 +141,7 @@ def _apply(session: Session, *, now: datetime, cutoff: datetime, years: int, dry
         checks_cleared += _clear_checks(session, referral.id)
         notifications_minimised += _minimise_notifications(session, referral)
         referral.reason = ""
+        referral.record_digest = None
         referral.school_actions = [
             {k: v for k, v in a.items() if k in ("action", "date")}
             for a in referral.school_actions

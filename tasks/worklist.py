@@ -22,6 +22,8 @@ from models import (
     CaseStatus,
     Check,
     CheckOutcome,
+    Notification,
+    NotificationStatus,
     QuarantinedRecord,
     Referral,
     SafeguardingConcern,
@@ -37,6 +39,7 @@ class Why(StrEnum):
 
     safeguarding = "safeguarding"
     acknowledgement_overdue = "acknowledgement_overdue"
+    message_failed = "message_failed"
     decision_proposed = "decision_proposed"
     possible_match = "possible_match"
     conflicting_evidence = "conflicting_evidence"
@@ -53,6 +56,7 @@ URGENCY: tuple[Why, ...] = tuple(Why)
 WHY_TEXT: dict[Why, str] = {
     Why.safeguarding: "Safeguarding concern",
     Why.acknowledgement_overdue: "Acknowledgement overdue",
+    Why.message_failed: "Message not sent",
     Why.decision_proposed: "Decision waiting for an officer",
     Why.possible_match: "Possible match to confirm",
     Why.conflicting_evidence: "Conflicting evidence",
@@ -168,6 +172,11 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
         stuck = list(s.exec(select(AttendancePupil)
                             .where(col(AttendancePupil.details_needed).is_not(None))
                             .order_by(col(AttendancePupil.id))))
+        failed_messages = list(s.exec(
+            select(Referral.mendix_reference, Notification.template, Notification.created_at)
+            .join(Referral, col(Referral.id) == Notification.referral_id)
+            .where(Notification.status == NotificationStatus.failed)
+            .order_by(col(Notification.created_at))))
 
     for r in open_cases:
         items += case_items(r, concerns.get(r.id or 0, []), today)
@@ -180,6 +189,17 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
                 f"{chk.agency_reference or 'not given'}",
                 f"Chase {connector}, quoting their reference; Record agency response when "
                 "it comes"))
+    # A message given up (an outage longer than the retry period, a refused address, or an
+    # outcome nobody can know) needs a person: README, "When messages keep failing".
+    unsent: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
+    for case_ref, template, created in failed_messages:
+        unsent[case_ref].append((str(template), created))
+    for case_ref, notes in unsent.items():
+        items.append(WorkItem(
+            Why.message_failed, case_ref, notes[0][1],
+            f"{len(notes)} message(s) not sent: " + ", ".join(sorted({t for t, _ in notes})),
+            "Check why in the outbox (cme outbox --status failed); when the cause is fixed, "
+            f"cme outbox retry --ref {case_ref}"))
     waiting: dict[str | None, list[QuarantinedRecord]] = defaultdict(list)
     for q in quarantined:
         if q.mendix_reference is None or q.mendix_reference not in known_refs:

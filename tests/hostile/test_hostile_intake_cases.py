@@ -197,4 +197,6 @@ def test_a_hostile_file_is_read_line_by_line_and_nothing_is_dropped(clean_db: st
     rows = quarantined(clean_db)
     assert [r.line_no for r in rows] == [5, 6, 7]
     assert rows[0].raw.startswith("\ufffd\ufffd\ufffd")  # undecodable bytes and the NUL
-    assert rows[2].reasons == ["(record): larger than 256 KiB"]
+    # Refused unread: only a bounded excerpt and the line's hash are kept (issue 18, point 11).
+    assert rows[2].reasons[0].startswith("(record): 3000002 bytes, larger than 256 KiB; not read")
+    assert len(rows[2].raw) <= 1024 and rows[2].raw_sha256 in rows[2].reasons[0]

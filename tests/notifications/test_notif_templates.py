@@ -54,6 +54,8 @@ SAMPLES: dict[Template, dict[str, Any]] = {
     Template.safeguarding_task: {"reference": "CME-2026-0042"},
     Template.pmooe_attendance: {**SCHOOL, "pmooe_reason": "leave_not_returned",
                                 "met_on": "2026-03-02"},
+    Template.delivery_failing: {"channel": "smtp", "failing": 48, "gave_up": 0,
+                                "failing_since": "2026-03-02", "retry_days": 5},
 }
 
 
@@ -87,8 +89,9 @@ def test_every_template_renders_with_its_required_fields(template: Template) -> 
     out = render(template, SAMPLES[template])
     assert out.subject and "\n" not in out.subject
     assert out.body.endswith("\n") and "\n\n\n" not in out.body
-    reference = SAMPLES[template].get("reference", "CME-2026-0042")
-    assert reference in out.subject + out.body
+    if template is not Template.delivery_failing:  # about the outbox, not one case
+        reference = SAMPLES[template].get("reference", "CME-2026-0042")
+        assert reference in out.subject + out.body
     assert "{{" not in out.body and "None" not in out.body
     for value in CANARY_VALUES:
         assert value not in out.subject + out.body
