@@ -190,7 +190,9 @@ class FileChannel:
             return path.name  # already delivered: overwrite nothing
         data = _build_email(msg, self.mail_from).as_bytes()
         try:
-            self.outbox_dir.mkdir(parents=True, exist_ok=True)
+            # 0700 whatever the umask: messages name children's initials and references.
+            # mkstemp makes the file itself 0600, and the rename keeps that mode.
+            self.outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Not named *.eml: a crash before the rename leaves this file behind, and whatever
             # reads outbox/*.eml (a mail pickup folder) must not take it as a second copy.
             fd, tmp = tempfile.mkstemp(dir=self.outbox_dir, prefix=".tmp-", suffix=".part")
