@@ -20,13 +20,16 @@ from models import (
     CaseOutcome,
     CaseStatus,
     Check,
-    CheckOutcome,
+    Notification,
+    NotificationStatus,
     QuarantinedRecord,
     Referral,
     SafeguardingConcern,
+    School,
     session_scope,
 )
 from policy import LONDON
+from tasks._common import NOT_QUEUED
 
 __all__ = ["URGENCY", "WHY_TEXT", "WorkItem", "Why", "build_worklist", "case_items"]
 
@@ -36,11 +39,15 @@ class Why(StrEnum):
 
     safeguarding = "safeguarding"
     acknowledgement_overdue = "acknowledgement_overdue"
+    message_not_queued = "message_not_queued"
     decision_proposed = "decision_proposed"
     possible_match = "possible_match"
+    possible_duplicate = "possible_duplicate"
     conflicting_evidence = "conflicting_evidence"
     located_in_area = "located_in_area"
     deferred_overdue = "deferred_overdue"
+    school_contact_differs = "school_contact_differs"
+    school_contact_unverified = "school_contact_unverified"
     quarantined = "quarantined"
 
 
@@ -50,11 +57,15 @@ URGENCY: tuple[Why, ...] = tuple(Why)
 WHY_TEXT: dict[Why, str] = {
     Why.safeguarding: "Safeguarding concern",
     Why.acknowledgement_overdue: "Acknowledgement overdue",
+    Why.message_not_queued: "A message could not be queued",
     Why.decision_proposed: "Decision waiting for an officer",
     Why.possible_match: "Possible match to confirm",
+    Why.possible_duplicate: "Possibly the same child as another case",
     Why.conflicting_evidence: "Conflicting evidence",
     Why.located_in_area: "Living in our area, not on roll",
     Why.deferred_overdue: "Agency reply overdue",
+    Why.school_contact_differs: "A referral gave a different school contact",
+    Why.school_contact_unverified: "School contact unverified",
     Why.quarantined: "Referral could not be read",
 }
 
@@ -88,8 +99,12 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=LONDON).astimezone(UTC)
 
 
-def case_items(r: Referral, raised: list[SafeguardingConcern], today: date) -> list[WorkItem]:
-    """What one open case needs from a person (without its overdue agency replies)."""
+def case_items(r: Referral, raised: list[SafeguardingConcern], today: date,
+               others: dict[int, str] | None = None) -> list[WorkItem]:
+    """What one open case needs from a person (without its overdue agency replies, its
+    messages not queued and its school's contact). ``others``: references by referral id,
+    to name the case a possible duplicate may be."""
+    others = others or {}
     ref = r.mendix_reference
     items: list[WorkItem] = []
     if raised or r.safeguarding_concern or r.status is CaseStatus.ESCALATED:
@@ -130,6 +145,13 @@ def case_items(r: Referral, raised: list[SafeguardingConcern], today: date) -> l
         items.append(WorkItem(
             Why.located_in_area, ref, r.updated_at, "found living in our area, not on roll",
             "Contact the family and admissions; Close case once the child is on roll"))
+    if r.possible_duplicate_of_id is not None:
+        other = others.get(r.possible_duplicate_of_id, "another case")
+        items.append(WorkItem(
+            Why.possible_duplicate, ref, r.created_at,
+            f"same surname and date of birth as {other}, no matching UPN; both are traced",
+            f"Compare the two case reports; then `cme duplicate {ref} --same-child` (links it "
+            f"to {other} and closes this one) or `--different-children`"))
     return items
 
 
@@ -150,20 +172,60 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
                           .order_by(col(Check.round), col(Check.id))):
             latest[(chk.referral_id, chk.connector)] = chk
         known_refs = set(s.exec(select(Referral.mendix_reference)))
+        refs_by_id = {rid: ref for rid, ref
+                      in s.exec(select(Referral.id, Referral.mendix_reference)) if rid is not None}
+        not_queued = list(s.exec(select(Notification).where(
+            col(Notification.status) == NotificationStatus.failed,
+            col(Notification.idempotency_key).endswith(NOT_QUEUED))))
+        queued_since = set(s.exec(select(Notification.idempotency_key).where(
+            col(Notification.idempotency_key).in_(
+                [n.idempotency_key.removesuffix(NOT_QUEUED) for n in not_queued]))))
+        schools = list(s.exec(select(School).where(
+            (col(School.contact_source) == "referral") | col(School.quoted_email).is_not(None))))
+        # Each school's first referral (the one that brought its contact) and the quoting one.
+        first_referral: dict[int, tuple[str, datetime]] = {}
+        quoting: dict[int, tuple[str, datetime]] = {}
+        for rid_, sid, ref, at in s.exec(
+                select(Referral.id, Referral.school_id, Referral.mendix_reference,
+                       Referral.received_at)
+                .where(col(Referral.school_id).in_([x.id for x in schools]))
+                .order_by(col(Referral.id).desc())):
+            first_referral[sid] = (ref, at)
+            if rid_ in {x.quoted_by_id for x in schools}:
+                quoting[sid] = (ref, at)
         quarantined = list(s.exec(select(QuarantinedRecord)
                                   .order_by(col(QuarantinedRecord.received_at))))
 
     for r in open_cases:
-        items += case_items(r, concerns.get(r.id or 0, []), today)
-    for (rid, connector), chk in sorted(latest.items()):
-        if (chk.outcome is CheckOutcome.PENDING and chk.expected_by is not None
-                and chk.expected_by < today and by_id[rid].status is not CaseStatus.ESCALATED):
+        items += case_items(r, concerns.get(r.id or 0, []), today, refs_by_id)
+    for n in not_queued:
+        if n.idempotency_key.removesuffix(NOT_QUEUED) in queued_since:
+            continue  # queued since: the cause was fixed
+        items.append(WorkItem(
+            Why.message_not_queued, refs_by_id.get(n.referral_id or 0), n.created_at,
+            f"{n.template.value} to {n.recipient}: {n.last_error or 'no reason recorded'}",
+            "Correct the address (a CME_* setting, or the school's contact with `cme schools "
+            "set-contact`); the message is queued at the case's next decision, or send it by "
+            "hand"))
+    for school in schools:
+        sid = school.id or 0
+        ref_, since = quoting.get(sid) or first_referral.get(sid) or (None, _at(today))
+        if school.quoted_email is not None:
             items.append(WorkItem(
-                Why.deferred_overdue, by_id[rid].mendix_reference, _at(chk.expected_by),
-                f"{connector} reply expected by {chk.expected_by:%d %b %Y}; their reference "
-                f"{chk.agency_reference or 'not given'}",
-                f"Chase {connector}, quoting their reference; Record agency response when "
-                "it comes"))
+                Why.school_contact_differs, ref_, since,
+                f"school URN {school.urn}: a referral gives {school.quoted_email}, we hold "
+                f"{school.email} ({school.contact_source})",
+                f"Check with the school; then `cme schools set-contact {school.urn} --email "
+                "ADDRESS`, or `--keep` to keep the one held"))
+        if school.contact_source == "referral":
+            ref_, since = first_referral.get(sid) or (None, _at(today))
+            items.append(WorkItem(
+                Why.school_contact_unverified, ref_, since,
+                f"school URN {school.urn}: not on the schools list; contact {school.email} "
+                "taken from its first referral",
+                f"Check the contact (e.g. in Get Information about Schools); then `cme schools "
+                f"set-contact {school.urn} --email ADDRESS` (or `--keep`), or add the school "
+                "to the schools list (`cme schools import`)"))
     waiting: dict[str | None, list[QuarantinedRecord]] = defaultdict(list)
     for q in quarantined:
         if q.mendix_reference is None or q.mendix_reference not in known_refs:
