@@ -20,6 +20,7 @@ from models import (
     CaseOutcome,
     CaseStatus,
     Check,
+    CheckOutcome,
     Notification,
     NotificationStatus,
     QuarantinedRecord,
@@ -198,6 +199,15 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
 
     for r in open_cases:
         items += case_items(r, concerns.get(r.id or 0, []), today, refs_by_id)
+    for (rid, connector), chk in sorted(latest.items()):
+        if (chk.outcome is CheckOutcome.PENDING and chk.expected_by is not None
+                and chk.expected_by < today and by_id[rid].status is not CaseStatus.ESCALATED):
+            items.append(WorkItem(
+                Why.deferred_overdue, by_id[rid].mendix_reference, _at(chk.expected_by),
+                f"{connector} reply expected by {chk.expected_by:%d %b %Y}; their reference "
+                f"{chk.agency_reference or 'not given'}",
+                f"Chase {connector}, quoting their reference; Record agency response when "
+                "it comes"))
     for n in not_queued:
         if n.idempotency_key.removesuffix(NOT_QUEUED) in queued_since:
             continue  # queued since: the cause was fixed
