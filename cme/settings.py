@@ -14,6 +14,8 @@ own sender name), so every address reaches the outbox bare.
 from __future__ import annotations
 
 import re
+import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -170,9 +172,9 @@ class Settings(BaseSettings):
     def _installed_connectors(cls, value: list[str]) -> list[str]:
         # Checked here, not when the night first needs an agency: a quiet night with nothing
         # due would otherwise "succeed" with a misspelt agency for weeks.
-        from connectors import available
-
-        found = available().connectors
+        if not value:
+            return value
+        found = _installed_connectors(tuple(sys.path))
         unknown = [v for v in value if v not in found]
         if unknown:
             raise ValueError(f"{', '.join(unknown)} not installed; installed: "
@@ -210,6 +212,18 @@ class Settings(BaseSettings):
                 + ", ".join(allowed)
             )
         return value
+
+
+@lru_cache(maxsize=4)
+def _installed_connectors(_path: tuple[str, ...]) -> frozenset[str]:
+    """Names in the ``cme.connectors`` entry-point group (not loaded: a broken one is
+    reported by the registry, in one line, when it is used). Keyed on ``sys.path``, which is
+    where a newly visible package would appear; scanning it costs tens of milliseconds."""
+    from importlib.metadata import entry_points
+
+    from connectors import ENTRY_POINT_GROUP
+
+    return frozenset(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def email_address(value: str) -> str:
