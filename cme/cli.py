@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from cme.errors import CmeError, ConfigError
+from cme.errors import CmeError
 from cme.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -29,17 +29,14 @@ db_app = typer.Typer(help="Create or upgrade the case database.", no_args_is_hel
 app.add_typer(db_app, name="db")
 
 console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: an error is one line, however narrow the terminal (a log keeps it whole).
+err_console = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 
 def settings() -> Settings:
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        first = exc.errors(include_input=False)[0]
-        name = "CME_" + str(first["loc"][0]).upper() if first["loc"] else "CME_*"
-        raise ConfigError(f"setting {name} is invalid: {first['msg']}") from None
+    """The settings; a wrong one is a :class:`ConfigError` naming it (one line, exit 1)."""
+    return get_settings()
 
 
 _OWN_LOGGERS = ("cme", "connectors", "flows", "tasks", "models", "notifications", "policy",
@@ -121,7 +118,7 @@ _mount("cme.cli_connectors", "connectors")
 _mount("cme.cli_sandbox", "sandbox")
 _mount("cme.cli_bench", "bench")
 for _module in ("cme.cli_cases", "cme.cli_run", "cme.cli_ui", "cme.cli_export",
-                "cme.cli_attendance", "cme.cli_report"):
+                "cme.cli_attendance", "cme.cli_report", "cme.cli_schools"):
     _register(_module)
 
 

@@ -269,7 +269,7 @@ def start_stack(
     stack = Stack(home=home, repo=_repo_root(repo), port=port, sandbox_port=sandbox_port,
                   auth=auth, scheduler=scheduler, extra_env=dict(extra_env or {}))
     stack.logs.mkdir(exist_ok=True)
-    stack.outbox.mkdir(exist_ok=True)
+    stack.outbox.mkdir(mode=0o700, exist_ok=True)  # messages: the team only
     deadline = time.monotonic() + timeout
     try:
         with _step(out, f"Prefect server on {stack.ui_url}"):

@@ -2,16 +2,29 @@
 
 Every field here is documented in the README's configuration table; a test keeps the two in
 step. Secrets are ``SecretStr``: they print as ``**********``.
+
+Every setting is checked when the settings load, so a wrong one stops a command or a flow run
+at its start with one line naming it (:func:`get_settings` raises
+:class:`~cme.errors.ConfigError`), never halfway through a night. Address settings
+(``CME_DUTY_INBOX``, ``CME_MAIL_FROM``, the values of ``CME_OTHER_LA_CONTACTS``) take one email
+address, bare or in the ``Name <address>`` form; the name is dropped (messages carry the LA's
+own sender name), so every address reaches the outbox bare.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
+from cme.errors import ConfigError
 from policy import MAY_BE_AUTOMATIC
 
 __all__ = ["Settings", "get_settings"]
@@ -170,6 +183,45 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_supported_database(cls, value: str) -> str:
+        return check_database_url(value)
+
+    @field_validator("connectors")
+    @classmethod
+    def _installed_connectors(cls, value: list[str]) -> list[str]:
+        # Checked here, not when the night first needs an agency: a quiet night with nothing
+        # due would otherwise "succeed" with a misspelt agency for weeks.
+        if not value:
+            return value
+        found = _installed_connectors(tuple(sys.path))
+        unknown = [v for v in value if v not in found]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not installed; installed: "
+                             + (", ".join(sorted(found)) or "none"))
+        if len(set(value)) != len(value):
+            raise ValueError("a connector is named twice")
+        return value
+
+    @field_validator("duty_inbox", "mail_from")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        return email_address(value)
+
+    @field_validator("other_la_contacts")
+    @classmethod
+    def _la_code_to_address(cls, value: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for code, address in value.items():
+            if not re.fullmatch(r"\d{3}", code):
+                raise ValueError(f"key {code!r} is not a 3-digit LA code")
+            try:
+                out[code] = email_address(address)
+            except ValueError as exc:
+                raise ValueError(f"LA {code}: {exc}") from None
+        return out
+
     @field_validator("automatic_outcomes")
     @classmethod
     def _only_outcomes_that_may_be_automatic(cls, value: list[str]) -> list[str]:
@@ -183,6 +235,87 @@ class Settings(BaseSettings):
         return value
 
 
+@lru_cache(maxsize=4)
+def _installed_connectors(_path: tuple[str, ...]) -> frozenset[str]:
+    """Names in the ``cme.connectors`` entry-point group (not loaded: a broken one is
+    reported by the registry, in one line, when it is used). Keyed on ``sys.path``, which is
+    where a newly visible package would appear; scanning it costs tens of milliseconds."""
+    from importlib.metadata import entry_points
+
+    from connectors import ENTRY_POINT_GROUP
+
+    return frozenset(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def email_address(value: str) -> str:
+    """One email address, bare or as ``Name <address>``; returns the bare address.
+
+    Raises ``ValueError`` (quoting the value: addresses are the LA's own contacts, never a
+    child's data) for anything else, e.g. two addresses or a missing domain."""
+    text = value.strip() if isinstance(value, str) else ""
+    named = _NAMED_ADDRESS.fullmatch(text)
+    address = named.group("address").strip() if named else text
+    try:
+        return str(validate_email(address, check_deliverability=False).normalized)
+    except EmailNotValidError:
+        raise ValueError(f"{value!r} is not one email address (write address@domain or "
+                         "Name <address@domain>)") from None
+
+
+_NAMED_ADDRESS = re.compile(r"[^<>@]*<(?P<address>[^<>]+)>")
+
+#: Database → the drivers the pipeline runs on (synchronous DB-API drivers; models.db).
+_DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg", "psycopg2")}
+
+
+def check_database_url(value: str) -> str:
+    """``value`` if it is a SQLAlchemy URL of SQLite or PostgreSQL whose driver is installed.
+
+    Raises ``ValueError`` naming what is wrong (never the password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("not a database URL (sqlite:///cme.db or "
+                         "postgresql://user:password@host/database)") from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")  # as models.db does
+    if url.get_backend_name() not in _DRIVERS:
+        raise ValueError(f"database {url.get_backend_name()!r} is not supported (use "
+                         "sqlite or postgresql)")
+    try:
+        dialect = url.get_dialect()
+        if dialect.driver not in _DRIVERS[url.get_backend_name()]:
+            raise ImportError(dialect.driver)
+        dialect.import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        raise ValueError(f"database driver {url.get_driver_name()!r} is not installed or not "
+                         "supported (use postgresql:// or postgresql+psycopg://)") from None
+    return value
+
+
+def _setting_name(loc: object) -> str:
+    return "CME_" + str(loc).upper()
+
+
 def get_settings() -> Settings:
-    """Read the settings now (not cached: the CLI and tests change the environment)."""
-    return Settings()
+    """Read the settings now (not cached: the CLI and tests change the environment).
+
+    Raises :class:`~cme.errors.ConfigError` with one line naming the first wrong setting.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors(include_input=False)[0]
+        name = _setting_name(first["loc"][0]) if first["loc"] else "CME_*"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"setting {name} is invalid: {msg}") from None
+    except SettingsError as exc:
+        # pydantic-settings says 'error parsing value for field "x" from source ...' for a
+        # JSON setting that is not JSON; the field is the setting.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = _setting_name(found.group(1)) if found else "CME_*"
+        raise ConfigError(f"setting {name} is invalid: not valid JSON (write a JSON "
+                          "object, e.g. {\"850\": \"cme@la.example.org\"})") from None

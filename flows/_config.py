@@ -104,7 +104,13 @@ def task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
     ``LocalCluster`` of ``CME_DASK_WORKERS`` processes with ``CME_MAX_WORKERS`` threads each.
     Tasks receive ids and plain config, so they run unchanged in another process.
     """
-    s = settings or get_settings()
+    try:
+        s = settings or get_settings()
+    except ConfigError:
+        # Called by the nightly flow's decorator, at import: a wrong setting must not stop
+        # the module loading (a worker would report a traceback, not the setting); the run
+        # then fails at its start with the one line naming it (run_nightly reads settings).
+        return ThreadPoolTaskRunner(max_workers=1)
     if s.task_runner == "dask":
         try:
             from prefect_dask import DaskTaskRunner

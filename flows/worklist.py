@@ -41,13 +41,17 @@ _ACTIONS_FOR: dict[Why, tuple[str, ...]] = {
     Why.safeguarding: ("Case report", "Close"),
     Why.acknowledgement_overdue: ("Case report",),
     Why.message_failed: ("Case report",),
+    Why.message_not_queued: ("Case report",),
     Why.decision_proposed: ("Case report", "Decide"),
     Why.possible_match: ("Case report", "Decide"),
+    Why.possible_duplicate: ("Case report",),
     Why.conflicting_evidence: ("Case report", "Decide"),
     Why.located_in_area: ("Case report", "Close"),
     Why.attendance_pmooe: ("Case report", "Decide", "Close"),
     Why.attendance_details: (),
     Why.deferred_overdue: ("Case report", "Record reply"),
+    Why.school_contact_differs: ("Case report",),
+    Why.school_contact_unverified: ("Case report",),
     Why.quarantined: (),
 }
 

@@ -84,6 +84,17 @@ class School(SQLModel, table=True):
     name: str = Field(max_length=200)
     la_code: str = Field(max_length=3)
     email: str = Field(max_length=254)
+    # Where name and email came from: "trusted" (the schools list, `cme schools import`),
+    # "officer" (`cme schools set-contact`) or "referral" (the first referral from a school
+    # not on the list: used, but unverified until an officer or the list confirms it).
+    contact_source: str = Field(default="referral", max_length=12)
+    # The latest referral contact that differed from the one held: recorded, never applied
+    # (README, "School contacts"); cleared when an officer or the list settles it.
+    quoted_name: str | None = Field(default=None, max_length=200)
+    quoted_email: str | None = Field(default=None, max_length=254)
+    # The referral that quoted it (no foreign key: school and referral would refer to each
+    # other, a cycle neither database's table order can create).
+    quoted_by_id: int | None = None
 
 
 class Child(SQLModel, table=True):
@@ -155,6 +166,9 @@ class Referral(SQLModel, table=True):
     # in the LA's attendance data, README "PMOOE found from attendance data").
     source: str = Field(default="referral", max_length=20,
                         sa_column_kwargs={"server_default": "referral"})
+    # Maybe the same child as that open case (same surname and date of birth, no matching
+    # UPN): both are traced until an officer decides (`cme duplicate`); None when settled.
+    possible_duplicate_of_id: int | None = Field(default=None, foreign_key="referral.id")
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 

@@ -22,6 +22,7 @@ from notifications.channels import (
     message_id_for,
 )
 from notifications.dispatch import (
+    NOT_QUEUED_SUFFIX,
     OUTAGE_AFTER,
     OUTCOME_UNKNOWN,
     RETRY_FOR,
@@ -52,6 +53,7 @@ from notifications.templates import (
 
 __all__ = [
     "ALLOWED_FIELDS",
+    "NOT_QUEUED_SUFFIX",
     "OPTIONAL_FIELDS",
     "OUTAGE_AFTER",
     "OUTCOME_UNKNOWN",

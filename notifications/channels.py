@@ -205,7 +205,9 @@ class FileChannel:
             return path.name  # already delivered: overwrite nothing
         data = _build_email(msg, self.mail_from).as_bytes()
         try:
-            self.outbox_dir.mkdir(parents=True, exist_ok=True)
+            # 0700 whatever the umask: messages name children's initials and references.
+            # mkstemp makes the file itself 0600, and the rename keeps that mode.
+            self.outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The sender holds the row's claim: copies an interrupted attempt left are its own.
             self._remove_leftovers(msg.idempotency_key)
             # Not named *.eml: a crash before the rename leaves this file behind, and whatever

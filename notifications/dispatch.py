@@ -562,6 +562,10 @@ def delivery_trouble(
     return DeliveryTrouble(int(failing), since if failing else None, int(failed))
 
 
+#: The key suffix of a message that could not be queued (tasks._common.NOT_QUEUED).
+NOT_QUEUED_SUFFIX = "#not-queued"
+
+
 def requeue_failed(
     db_url: str, *, notification_ids: list[int] | None = None,
     include_outcome_unknown: bool = False,
@@ -576,7 +580,10 @@ def requeue_failed(
     done: list[int] = []
     with Session(get_engine(db_url)) as s:
         q = select(Notification.id, Notification.last_error).where(
-            Notification.status == NotificationStatus.failed
+            Notification.status == NotificationStatus.failed,
+            # A message that could not even be queued holds no fields to send: it is queued
+            # afresh at the case's next decision once its address is put right.
+            ~col(Notification.idempotency_key).endswith(NOT_QUEUED_SUFFIX),
         )
         if notification_ids is not None:
             q = q.where(col(Notification.id).in_(notification_ids))

@@ -54,8 +54,7 @@ from models import (
     Template,
     session_scope,
 )
-from notifications import queue_notification
-from tasks._common import event, initials, match_key
+from tasks._common import event, initials, match_key, queue_message
 from tasks.intake import OPEN_STATUSES
 from tasks.school_updates import school_year_first_day
 
@@ -482,10 +481,10 @@ def _assess_one(session: Session, p: AttendancePupil, cfg: AttendanceConfig, tod
         "met_on": finding.triggered_on.isoformat(), "la_name": cfg.la_name}
     if initials(child).count(".") == 2:
         personalisation["initials"] = initials(child)
-    queue_notification(session, referral_id=rid, template=Template.pmooe_attendance,
-                       recipient=school.email, personalisation=personalisation,
-                       channel=NotificationChannel(cfg.channel),
-                       idempotency_key=f"pmooe_att:{ref}")
+    # A message that cannot be queued costs only itself, never the case (README, Guarantees).
+    queue_message(session, referral_id=rid, template=Template.pmooe_attendance,
+                  recipient=school.email, personalisation=personalisation,
+                  channel=NotificationChannel(cfg.channel), idempotency_key=f"pmooe_att:{ref}")
     p.case_id, p.details_needed = rid, None
     report.cases_created += 1
 

@@ -20,7 +20,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 import policy
 from models import (
@@ -38,8 +38,7 @@ from models import (
     describe_validation_error,
     session_scope,
 )
-from notifications import queue_notification
-from tasks._common import event, initials, match_key
+from tasks._common import event, initials, match_key, queue_message
 from tasks.import_files import (
     EXCERPT_BYTES,
     OversizedLine,
@@ -89,6 +88,8 @@ class IntakeReport:
     unchanged: int = 0
     missing_actions_flagged: int = 0
     safeguarding: int = 0
+    # Created cases that may be a child already open (also counted in ``created``).
+    possible_duplicates: int = 0
 
     def add(self, other: IntakeReport) -> None:
         for k, v in vars(other).items():
@@ -192,36 +193,63 @@ def _classify(rec: ReferralIn) -> tuple[str, str, str | None]:
     return str(c.category), str(c.reason), str(team) if team else None
 
 
-def _upsert_school(session: Session, rec: ReferralIn) -> School:
+def _school_for(session: Session, rec: ReferralIn) -> tuple[School, str | None, bool]:
+    """The referring school; a timeline line when its contact is unverified or not the one
+    the referral gives; and whether the referral's contact differed from the one held
+    (README, "School contacts").
+
+    A referral never changes a school's contact: it comes from the schools list or an
+    officer, so one mistaken or forged form cannot redirect every later letter about that
+    school's children. A school never seen before (and not on the list) takes the
+    referral's contact, so its acknowledgement can go, marked unverified for an officer.
+    """
     school = session.exec(select(School).where(School.urn == rec.school.urn)).first()
     if school is None:
         school = School(urn=rec.school.urn, name=rec.school.name, la_code=rec.school.la_code,
-                        email=str(rec.school.email))
+                        email=str(rec.school.email), contact_source="referral")
         session.add(school)
         session.flush()
-    elif school.email != str(rec.school.email) or school.name != rec.school.name:
-        school.email, school.name = str(rec.school.email), rec.school.name
-    return school
+        return school, (f"School URN {school.urn} is not on the schools list: its contact is "
+                        "taken from this referral, unverified (an officer checks it)"), False
+    email, name = str(rec.school.email), rec.school.name
+    differs = [what for what, held, quoted in (("email", school.email.lower(), email.lower()),
+                                               ("name", school.name, name)) if held != quoted]
+    if not differs:
+        return school, None, False
+    school.quoted_email, school.quoted_name = email, name
+    return school, (f"This referral gives school URN {school.urn} a different "
+                    f"{' and '.join(differs)} ({email}) from the contact held "
+                    f"({school.contact_source}): not applied; an officer checks it"), True
 
 
-def _find_open_case_for_child(session: Session, rec: ReferralIn) -> tuple[Child | None,
-                                                                         Referral | None]:
-    key = match_key(rec.child.surname, rec.child.dob)
-    candidates: list[Child] = []
+def _open_case_of(session: Session, child_ids: list[int]) -> Referral | None:
+    if not child_ids:
+        return None
+    return session.exec(
+        select(Referral)
+        .where(col(Referral.child_id).in_(child_ids), col(Referral.duplicate_of_id).is_(None),
+               col(Referral.status).in_(OPEN_STATUSES))
+        .order_by(col(Referral.id))
+    ).first()
+
+
+def _same_or_possible(session: Session, rec: ReferralIn) -> tuple[Referral | None,
+                                                                  Referral | None]:
+    """(the child's open case, to link to; an open case of possibly the same child).
+
+    Only the same UPN makes the same child (docs/guidance.md, Identifiers). Two children can
+    share a surname and a date of birth — twins with different forenames, or strangers — so
+    that is only a *possible* duplicate, for an officer, and both are traced meanwhile.
+    """
     if rec.child.upn:
-        candidates = list(session.exec(select(Child).where(Child.upn == rec.child.upn)))
-    if not candidates:
-        candidates = list(session.exec(select(Child).where(Child.match_key == key)))
-    for child in candidates:
-        open_case = session.exec(
-            select(Referral)
-            .where(Referral.child_id == child.id, Referral.duplicate_of_id.is_(None),  # type: ignore[union-attr]
-                   Referral.status.in_(OPEN_STATUSES))  # type: ignore[attr-defined]
-            .order_by(Referral.id)  # type: ignore[arg-type]
-        ).first()
+        same = list(session.exec(select(Child.id).where(Child.upn == rec.child.upn)))
+        open_case = _open_case_of(session, [i for i in same if i is not None])
         if open_case is not None:
-            return child, open_case
-    return (candidates[0] if candidates else None), None
+            return open_case, None
+    key = match_key(rec.child.surname, rec.child.dob)
+    alike = [i for i in session.exec(select(Child.id).where(Child.match_key == key))
+             if i is not None]
+    return None, _open_case_of(session, alike)
 
 
 def _new_child(rec: ReferralIn) -> Child:
@@ -371,12 +399,13 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
         report.quarantined += 1
         return
 
-    school = _upsert_school(session, rec)
-    child, open_case = _find_open_case_for_child(session, rec)
-    if child is None:
-        child = _new_child(rec)
-        session.add(child)
-        session.flush()
+    school, contact_note, contact_differs = _school_for(session, rec)
+    open_case, possible = _same_or_possible(session, rec)
+    # Every referral keeps the child as its school described them, linked or not: a second
+    # school's details are never discarded.
+    child = _new_child(rec)
+    session.add(child)
+    session.flush()
     ref = rec.mendix_reference
     received = rec.received_at.astimezone(UTC)
     referral = Referral(
@@ -401,9 +430,13 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
     rid = referral.id or 0
     event(session, rid, "received",
           f"Referral received from school URN {school.urn}; classified {category} ({reason})")
+    if contact_note:
+        event(session, rid, "school_contact", contact_note)
+    if contact_differs:
+        school.quoted_by_id = rid
     common = {"reference": ref, "initials": initials(child), "school_name": school.name}
     channel = NotificationChannel(cfg.channel)
-    queue_notification(
+    queue_message(
         session, referral_id=rid, template=Template.acknowledgement, recipient=school.email,
         personalisation={**common, "due_date": referral.acknowledgement_due.isoformat()},
         channel=channel, idempotency_key=f"ack:{ref}",
@@ -428,7 +461,7 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
         if team:
             personalisation["signpost_team"] = team
             personalisation["signpost_contact"] = cfg.signpost_contacts.get(team, cfg.duty_inbox)
-        queue_notification(
+        queue_message(
             session, referral_id=rid, template=Template.not_cme_signpost,
             recipient=school.email, personalisation=personalisation, channel=channel,
             idempotency_key=f"not_cme:{ref}",
@@ -451,11 +484,20 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
             _raise_safeguarding(session, open_case, cfg, report)
         report.duplicates_linked += 1
         return
+    if possible is not None:
+        referral.possible_duplicate_of_id = possible.id
+        event(session, rid, "possible_duplicate",
+              f"Possibly the same child as open case {possible.mendix_reference} (same surname "
+              "and date of birth, no matching UPN): both are traced until an officer decides")
+        event(session, possible.id or 0, "possible_duplicate",
+              f"Referral {ref} may be the same child (same surname and date of birth, no "
+              "matching UPN): both are traced until an officer decides")
+        report.possible_duplicates += 1
 
     if referral.missing_actions:
         event(session, rid, "missing_school_actions",
               "School actions missing: " + ", ".join(referral.missing_actions))
-        queue_notification(
+        queue_message(
             session, referral_id=rid, template=Template.missing_school_actions,
             recipient=school.email,
             personalisation={**common, "missing_actions": list(referral.missing_actions)},

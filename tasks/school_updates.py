@@ -12,8 +12,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from models import Child, NotificationChannel, Referral, School, Template, session_scope
-from notifications import queue_notification
-from tasks._common import initials
+from tasks._common import initials, queue_message
 from tasks.tracing import TRACEABLE
 
 __all__ = ["HalfTerm", "current_half_term", "half_terms", "queue_school_updates",
@@ -76,7 +75,7 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                 school = school_rows[0][2]
                 updates = [{"reference": r.mendix_reference, "initials": initials(c),
                             "status": r.status.value} for r, c, _ in school_rows]
-                out["school_updates"] += queue_notification(
+                out["school_updates"] += queue_message(
                     s, referral_id=None, template=Template.half_termly_update,
                     recipient=school.email,
                     personalisation={"school_name": school.name, "updates": updates},
@@ -88,7 +87,7 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                                    Referral.classification != "NOT_CME")
         ).all()
         for r in overdue:
-            out["ack_reminders"] += queue_notification(
+            out["ack_reminders"] += queue_message(
                 s, referral_id=r.id, template=Template.acknowledgement_reminder,
                 recipient=duty_inbox,
                 personalisation={"reference": r.mendix_reference,

@@ -54,9 +54,8 @@ from models import (
     get_engine,
     session_scope,
 )
-from notifications import queue_notification
 from tasks._agencies import agency_transport, connector_overrides, environment
-from tasks._common import event, initials, insert_ignoring_duplicates
+from tasks._common import event, initials, insert_ignoring_duplicates, queue_message
 
 __all__ = [
     "ChunkReport",
@@ -523,14 +522,14 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
             if other_la:
                 personalisation["other_la_code"] = other_la
                 personalisation["other_la_told"] = other_la in told_las
-            queued += queue_notification(
+            queued += queue_message(
                 s, referral_id=rid, template=Template.resolution, recipient=school.email,
                 personalisation=personalisation,
                 channel=channel, idempotency_key=f"resolution:{ref}:{d.outcome}",
             )
         elif kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code:
             contact = cfg.other_la_contacts.get(a.la_code)
-            queued += queue_notification(
+            queued += queue_message(
                 s, referral_id=rid, template=Template.inter_la,
                 recipient=contact or cfg.duty_inbox,
                 personalisation={"reference": ref, "initials": initials(child),
@@ -585,7 +584,7 @@ def raise_concern(s: Session, r: Referral, source: str, duty_inbox: str,
     # The school's concern keeps intake's key, so a school concern gets one task in all.
     key = f"safeguarding:{r.mendix_reference}:" + ("intake" if source == "school"
                                                     else f"agency:{source}")
-    return int(queue_notification(
+    return int(queue_message(
         s, referral_id=rid, template=Template.safeguarding_task, recipient=duty_inbox,
         personalisation={"reference": r.mendix_reference, "raised_by": source},
         channel=channel, idempotency_key=key,

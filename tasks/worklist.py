@@ -27,9 +27,11 @@ from models import (
     QuarantinedRecord,
     Referral,
     SafeguardingConcern,
+    School,
     session_scope,
 )
 from policy import LONDON
+from tasks._common import NOT_QUEUED
 
 __all__ = ["URGENCY", "WHY_TEXT", "WorkItem", "Why", "build_worklist", "case_items"]
 
@@ -40,13 +42,17 @@ class Why(StrEnum):
     safeguarding = "safeguarding"
     acknowledgement_overdue = "acknowledgement_overdue"
     message_failed = "message_failed"
+    message_not_queued = "message_not_queued"
     decision_proposed = "decision_proposed"
     possible_match = "possible_match"
+    possible_duplicate = "possible_duplicate"
     conflicting_evidence = "conflicting_evidence"
     located_in_area = "located_in_area"
     attendance_pmooe = "attendance_pmooe"
     attendance_details = "attendance_details"
     deferred_overdue = "deferred_overdue"
+    school_contact_differs = "school_contact_differs"
+    school_contact_unverified = "school_contact_unverified"
     quarantined = "quarantined"
 
 
@@ -57,13 +63,17 @@ WHY_TEXT: dict[Why, str] = {
     Why.safeguarding: "Safeguarding concern",
     Why.acknowledgement_overdue: "Acknowledgement overdue",
     Why.message_failed: "Message not sent",
+    Why.message_not_queued: "A message could not be queued",
     Why.decision_proposed: "Decision waiting for an officer",
     Why.possible_match: "Possible match to confirm",
+    Why.possible_duplicate: "Possibly the same child as another case",
     Why.conflicting_evidence: "Conflicting evidence",
     Why.located_in_area: "Living in our area, not on roll",
     Why.attendance_pmooe: "PMOOE found in attendance data",
     Why.attendance_details: "PMOOE in attendance data: details needed",
     Why.deferred_overdue: "Agency reply overdue",
+    Why.school_contact_differs: "A referral gave a different school contact",
+    Why.school_contact_unverified: "School contact unverified",
     Why.quarantined: "Referral could not be read",
 }
 
@@ -97,8 +107,12 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=LONDON).astimezone(UTC)
 
 
-def case_items(r: Referral, raised: list[SafeguardingConcern], today: date) -> list[WorkItem]:
-    """What one open case needs from a person (without its overdue agency replies)."""
+def case_items(r: Referral, raised: list[SafeguardingConcern], today: date,
+               others: dict[int, str] | None = None) -> list[WorkItem]:
+    """What one open case needs from a person (without its overdue agency replies, its
+    messages not queued and its school's contact). ``others``: references by referral id,
+    to name the case a possible duplicate may be."""
+    others = others or {}
     ref = r.mendix_reference
     items: list[WorkItem] = []
     if raised or r.safeguarding_concern or r.status is CaseStatus.ESCALATED:
@@ -147,6 +161,13 @@ def case_items(r: Referral, raised: list[SafeguardingConcern], today: date) -> l
             "enquiries",
             "Follow up the school's enquiries; if the pupil is still missing, Trace case or "
             "Decide case (a return on the register closes it by itself)"))
+    if r.possible_duplicate_of_id is not None:
+        other = others.get(r.possible_duplicate_of_id, "another case")
+        items.append(WorkItem(
+            Why.possible_duplicate, ref, r.created_at,
+            f"same surname and date of birth as {other}, no matching UPN; both are traced",
+            f"Compare the two case reports; then `cme duplicate {ref} --same-child` (links it "
+            f"to {other} and closes this one) or `--different-children`"))
     return items
 
 
@@ -167,6 +188,27 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
                           .order_by(col(Check.round), col(Check.id))):
             latest[(chk.referral_id, chk.connector)] = chk
         known_refs = set(s.exec(select(Referral.mendix_reference)))
+        refs_by_id = {rid: ref for rid, ref
+                      in s.exec(select(Referral.id, Referral.mendix_reference)) if rid is not None}
+        not_queued = list(s.exec(select(Notification).where(
+            col(Notification.status) == NotificationStatus.failed,
+            col(Notification.idempotency_key).endswith(NOT_QUEUED))))
+        queued_since = set(s.exec(select(Notification.idempotency_key).where(
+            col(Notification.idempotency_key).in_(
+                [n.idempotency_key.removesuffix(NOT_QUEUED) for n in not_queued]))))
+        schools = list(s.exec(select(School).where(
+            (col(School.contact_source) == "referral") | col(School.quoted_email).is_not(None))))
+        # Each school's first referral (the one that brought its contact) and the quoting one.
+        first_referral: dict[int, tuple[str, datetime]] = {}
+        quoting: dict[int, tuple[str, datetime]] = {}
+        for rid_, sid, ref, at in s.exec(
+                select(Referral.id, Referral.school_id, Referral.mendix_reference,
+                       Referral.received_at)
+                .where(col(Referral.school_id).in_([x.id for x in schools]))
+                .order_by(col(Referral.id).desc())):
+            first_referral[sid] = (ref, at)
+            if rid_ in {x.quoted_by_id for x in schools}:
+                quoting[sid] = (ref, at)
         quarantined = list(s.exec(select(QuarantinedRecord)
                                   .order_by(col(QuarantinedRecord.received_at))))
         stuck = list(s.exec(select(AttendancePupil)
@@ -175,11 +217,13 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
         failed_messages = list(s.exec(
             select(Referral.mendix_reference, Notification.template, Notification.created_at)
             .join(Referral, col(Referral.id) == Notification.referral_id)
-            .where(Notification.status == NotificationStatus.failed)
+            .where(Notification.status == NotificationStatus.failed,
+                   # a message that could not even be queued has its own line below
+                   ~col(Notification.idempotency_key).endswith(NOT_QUEUED))
             .order_by(col(Notification.created_at))))
 
     for r in open_cases:
-        items += case_items(r, concerns.get(r.id or 0, []), today)
+        items += case_items(r, concerns.get(r.id or 0, []), today, refs_by_id)
     for (rid, connector), chk in sorted(latest.items()):
         if (chk.outcome is CheckOutcome.PENDING and chk.expected_by is not None
                 and chk.expected_by < today and by_id[rid].status is not CaseStatus.ESCALATED):
@@ -200,6 +244,34 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
             f"{len(notes)} message(s) not sent: " + ", ".join(sorted({t for t, _ in notes})),
             "Check why in the outbox (cme outbox --status failed); when the cause is fixed, "
             f"cme outbox retry --ref {case_ref}"))
+    for n in not_queued:
+        if n.idempotency_key.removesuffix(NOT_QUEUED) in queued_since:
+            continue  # queued since: the cause was fixed
+        items.append(WorkItem(
+            Why.message_not_queued, refs_by_id.get(n.referral_id or 0), n.created_at,
+            f"{n.template.value} to {n.recipient}: {n.last_error or 'no reason recorded'}",
+            "Correct the address (a CME_* setting, or the school's contact with `cme schools "
+            "set-contact`); the message is queued at the case's next decision, or send it by "
+            "hand"))
+    for school in schools:
+        sid = school.id or 0
+        ref_, since = quoting.get(sid) or first_referral.get(sid) or (None, _at(today))
+        if school.quoted_email is not None:
+            items.append(WorkItem(
+                Why.school_contact_differs, ref_, since,
+                f"school URN {school.urn}: a referral gives {school.quoted_email}, we hold "
+                f"{school.email} ({school.contact_source})",
+                f"Check with the school; then `cme schools set-contact {school.urn} --email "
+                "ADDRESS`, or `--keep` to keep the one held"))
+        if school.contact_source == "referral":
+            ref_, since = first_referral.get(sid) or (None, _at(today))
+            items.append(WorkItem(
+                Why.school_contact_unverified, ref_, since,
+                f"school URN {school.urn}: not on the schools list; contact {school.email} "
+                "taken from its first referral",
+                f"Check the contact (e.g. in Get Information about Schools); then `cme schools "
+                f"set-contact {school.urn} --email ADDRESS` (or `--keep`), or add the school "
+                "to the schools list (`cme schools import`)"))
     waiting: dict[str | None, list[QuarantinedRecord]] = defaultdict(list)
     for q in quarantined:
         if q.mendix_reference is None or q.mendix_reference not in known_refs:

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import strategies as st
 from sqlmodel import Session, SQLModel, select
 
-from models import QuarantinedRecord, Referral, get_engine
+from models import Child, QuarantinedRecord, Referral, get_engine
 from policy import UPN_ALPHABET, upn_check_letter
 from tasks.intake import MAX_RECORD_BYTES, IntakeReport
 
@@ -531,6 +531,16 @@ def check_intake(db_url: str, lines: Sequence[Generated], report: IntakeReport,
     with Session(get_engine(db_url)) as s:
         rows = list(s.exec(select(QuarantinedRecord)))
         referrals = list(s.exec(select(Referral)))
+        upn_of = {c.id: c.upn for c in s.exec(select(Child))}
+    # Only the same UPN links two referrals (issue 18, point 1): never two children who
+    # merely share a surname and a date of birth.
+    child_of = {r.id: r.child_id for r in referrals}
+    for r in referrals:
+        if r.duplicate_of_id is not None:
+            upn = upn_of[r.child_id]
+            assert upn is not None and upn == upn_of[child_of[r.duplicate_of_id]], r.id
+    assert sum(r.possible_duplicate_of_id is not None for r in referrals) == \
+        report.possible_duplicates, report
     assert len(rows) == report.quarantined, (len(rows), report)
     by_line = {}
     for row in rows:
@@ -568,7 +578,8 @@ def check_intake(db_url: str, lines: Sequence[Generated], report: IntakeReport,
         tally.records += n
         tally.examples += 1
         tally.by_label.update(g.label for g in lines)
-        for key in ("created", "updated", "duplicates_linked", "not_cme", "unchanged"):
+        for key in ("created", "updated", "duplicates_linked", "possible_duplicates",
+                    "not_cme", "unchanged"):
             tally.outcomes[key] += getattr(report, key)
 
 

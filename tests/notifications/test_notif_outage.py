@@ -208,6 +208,31 @@ async def test_cme_outbox_retry_requeues_failed_messages_and_the_worklist_shows_
     assert report.sent == 2 and len(smtp_server.handler.messages) == 2
 
 
+def test_a_message_that_could_not_be_queued_is_not_requeued_and_is_listed_once(
+    clean_db: str,
+) -> None:
+    # Issue 18 points 2 and 5 together: a "not queued" row holds no fields to send (it is
+    # queued afresh at the case's next decision), so `cme outbox retry` leaves it alone and
+    # the worklist shows it once, as not queued, not also as "not sent".
+    from notifications import requeue_failed
+    from tasks._common import queue_message
+
+    ingest_records([(1, json.dumps(REFERRAL))], source="t.jsonl",
+                   cfg=IntakeConfig(db_url=clean_db, channel="smtp"))
+    [ack] = rows(clean_db)
+    with session_scope(clean_db) as s:
+        assert queue_message(s, referral_id=ack.referral_id, template=Template.acknowledgement,
+                             recipient="not an address", personalisation=ACK,
+                             channel=NotificationChannel.smtp,
+                             idempotency_key="ack:again") == 0
+    [bad] = [r for r in rows(clean_db) if r.idempotency_key.endswith("#not-queued")]
+    assert bad.status is NotificationStatus.failed
+    assert requeue_failed(clean_db, include_outcome_unknown=True) == []
+    whys = [i.why for i in build_worklist(clean_db, T0.date())
+            if i.reference == REFERRAL["mendix_reference"]]
+    assert Why.message_not_queued in whys and Why.message_failed not in whys
+
+
 # --- point 6: the lease runs from the claim ----------------------------------------------
 
 
