@@ -65,6 +65,9 @@ def _side_by_side(runs: dict[str, Any], wave: dict[str, tuple[str, dict[str, Any
 
 def _officer_day(stack: Any, world: CanaryWorld) -> tuple[dict[str, Any], dict[str, str]]:
     """Intake, two nights, the officer flows, two failing runs, school updates."""
+    # Through the API a choice is the words the officer's form shows.
+    from flows.adhoc import Agency, AgencyAnswer, CloseReason
+
     today = world.world.today
     refs = {
         "trace": _first(world, "housing_in_area", "resident_other_la"),
@@ -84,10 +87,11 @@ def _officer_day(stack: Any, world: CanaryWorld) -> tuple[dict[str, Any], dict[s
     _side_by_side(runs, {
         "trace": ("trace-referral/trace-referral", {"reference": refs["trace"]}),
         "record": ("record-agency-response/record-agency-response",
-                   {"reference": refs["record"], "agency": "dwp", "answer": "found",
+                   {"reference": refs["record"], "agency": Agency.dwp.value,
+                    "answer": AgencyAnswer.found.value,
                     "la_code": "852", "agency_reference": "DWP-CANARY-1"}),
         "close": ("close-case/close-case",
-                  {"reference": refs["close"], "reason": "other",
+                  {"reference": refs["close"], "reason": CloseReason.other.value,
                    "note": "Closed after the strategy meeting"}),
         "school_updates": ("school-updates/school-updates", {}),
     })

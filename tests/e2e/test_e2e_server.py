@@ -57,8 +57,13 @@ def test_trace_referral_deployment_locates_a_child_on_roll_in_another_la(ui_stac
 def test_record_agency_response_deployment_transfers_a_case(ui_stack: Any) -> None:
     reference = references_by_scenario(ui_stack)["dwp_deferred"][0]
 
+    from flows.adhoc import Agency, AgencyAnswer
+
+    # Through the API a choice is the words the officer's form shows (the codes work only
+    # in-process), since the server checks parameters against the form's schema.
     flow_run = run("record-agency-response/record-agency-response",
-                   {"reference": reference, "agency": "dwp", "answer": "found",
+                   {"reference": reference, "agency": Agency.dwp.value,
+                    "answer": AgencyAnswer.found.value,
                     "la_code": "852", "agency_reference": "DWP-E2E-1"})
 
     assert flow_run.state.is_completed(), flow_run.state
