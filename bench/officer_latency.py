@@ -93,7 +93,7 @@ def importtime(module: str = "flows.adhoc", top: int = 12) -> list[tuple[int, st
     """The ``top`` imports by cumulative time (µs) when a fresh process imports ``module``."""
     err = subprocess.run(  # noqa: S603 - this Python, a module name of ours
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                         capture_output=True, text=True, check=True).stderr
+        capture_output=True, text=True, check=True).stderr
     rows = []
     for line in err.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
