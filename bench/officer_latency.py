@@ -98,12 +98,13 @@ def importtime(module: str = "flows.adhoc", top: int = 12) -> list[tuple[int, st
     for line in err.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, cumulative, name = (p.strip() for p in line.split(":", 1)[1].split("|"))
-        rows.append((int(cumulative), name))
+        _, cumulative, raw = line.split(":", 1)[1].split("|")
+        depth = (len(raw) - len(raw.lstrip()) - 1) // 2  # two spaces a level
+        rows.append((int(cumulative), raw.strip(), depth))
     total = max(rows)[0] if rows else 0
-    print(f"importing {module} in a fresh process: {total / 1e6:.2f} s (cumulative µs, top "
-          f"level only):")
-    tops = sorted((r for r in rows if not r[1].startswith(" ")), reverse=True)[:top]
+    print(f"importing {module} in a fresh process: {total / 1e6:.2f} s; its direct imports "
+          f"by cumulative time:")
+    tops = sorted(((us, name) for us, name, depth in rows if depth == 1), reverse=True)[:top]
     for us, name in tops:
         print(f"  {us / 1e6:6.2f} s  {name}")
     return tops
