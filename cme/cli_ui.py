@@ -139,6 +139,9 @@ class Stack:
             # The UI asks this address for its API; the default is port 4200 whatever --port.
             "PREFECT_UI_API_URL": self.api_url,
             "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": str(self.scheduler).lower(),
+            # Officers work in this UI: no Prefect Cloud adverts (one, a toast, can sit over
+            # a form's Submit button; docs/officer-guide.md).
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         })
         if self.auth:
             env["PREFECT_SERVER_API_AUTH_STRING"] = self.auth
@@ -579,7 +582,8 @@ def up_cmd(
         f"\n[bold green]The CME UI is up[/bold green] in {time.perf_counter() - started:.0f} s: "
         f"[bold]{stack.ui_url}[/bold]\n"
         + (f"Log in with the auth string you gave ({auth.split(':', 1)[0]}:…).\n" if auth else "")
-        + "\nNext:\n"
+        + "\nNext (docs/officer-guide.md walks each, click by click):\n"
+        "  Today's work: Runs → the latest nightly run → Artifacts → worklist\n"
         "  Deployments → trace-referral → Run → Custom run → reference, e.g. "
         + ", ".join(refs) + "\n"
         "  Deployments → case-report (same reference) → the run's Artifacts tab\n"

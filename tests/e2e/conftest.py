@@ -14,7 +14,10 @@ from uikit import new_auth_string
 
 
 @pytest.fixture(scope="module")
-def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def ui_stack(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The module's stack; a module's ``STACK_ENV`` dict adds ``CME_*`` settings for its
+    flows (e.g. fewer rounds before a proposal, so two nights make one)."""
     from prefect.settings import temporary_settings
 
     from cme.cli_ui import free_port, start_stack, stop_stack
@@ -27,7 +30,8 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         sandbox_port = free_port()
     # scheduler=False: the schedules are deployed, but no scheduled run fires mid-test.
     stack = start_stack(home, port=port, sandbox_port=sandbox_port, children=40, seed=7,
-                        auth=new_auth_string(), scheduler=False, out=out)
+                        auth=new_auth_string(), scheduler=False, out=out,
+                        extra_env=getattr(request.module, "STACK_ENV", None))
     procs = dict(stack.procs)
     try:
         with temporary_settings(updates=stack.prefect_settings()):

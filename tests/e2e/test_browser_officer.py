@@ -1,6 +1,11 @@
-"""An officer's ad-hoc run in the Prefect UI, driven in Debian's Chromium (headless) by
-Playwright: log in, start trace-referral with a reference typed into the form, watch it
-complete; then read the case-report markdown and the nightly-summary table artifacts."""
+"""An officer in the Prefect UI, driven in Debian's Chromium (headless) by Playwright.
+
+Journeys from the landing page, by clicks only (issue 15, point 8; docs/officer-guide.md):
+find today's work on the worklist, open a safeguarding case's report from it, answer a
+decision waiting as a suspended run and see the worklist change, and a mistyped reference
+failing with one line. Each journey counts its clicks, prints them and keeps viewport
+screenshots (under the test artifacts, ``officer-guide/``). Also: an ad-hoc trace-referral
+run from a typed reference, the case-report markdown and the nightly-summary table."""
 
 from __future__ import annotations
 
@@ -18,6 +23,15 @@ from uikit import ARTIFACTS, references_by_scenario, run
 
 pytestmark = pytest.mark.browser
 
+#: One round that counts is enough for a proposal: two nights make a "whereabouts unknown"
+#: proposal, so the worklist and the waiting decisions have something to show.
+STACK_ENV = {"CME_MIN_ROUNDS": "1"}
+#: Where the journeys' screenshots go (docs/officer-guide/ holds a copy of them).
+GUIDE_SHOTS = ARTIFACTS / "officer-guide"
+#: Sane upper bounds on an officer's clicks from the landing page, per journey.
+MAX_CLICKS = {"find the worklist": 5, "read a case report": 10, "answer a waiting decision": 10,
+              "mistyped reference": 8}
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's chromium, never a downloaded browser; flags that keep it quiet in a container.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -33,6 +47,8 @@ if not CHROMIUM.exists():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="playwright is missing (pip install playwright)")
+# Needs playwright: imported once the skip above has had its say.
+import officer_journeys as oj  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +62,34 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+@pytest.fixture(scope="module")
+def officer_world(ui_stack: Any) -> dict[str, Any]:
+    """Two nights (the sandbox a day on between them): safeguarding concerns, proposals,
+    and one suspended ``decide …`` run per proposal. The worklist's items as of night 2."""
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    from policy import london_date
+    from tasks.worklist import Why, build_worklist
+
+    today = london_date(datetime.now(UTC))
+    assert run("nightly-tracing/nightly", {}).state.is_completed()
+    httpx.post(f"{ui_stack.sandbox_url}/_sandbox/advance", params={"days": 1},
+               timeout=10).raise_for_status()
+    night2 = run("nightly-tracing/nightly", {"today": (today + timedelta(days=1)).isoformat()})
+    assert night2.state.is_completed(), night2.state
+    items = build_worklist(ui_stack.db_url, today + timedelta(days=1))
+    by_why: dict[Why, list[str]] = {}
+    for i in items:
+        by_why.setdefault(i.why, []).append(i.reference)
+    return {"by_why": by_why, "night": night2}
+
+
 @pytest.fixture
 def page(browser: Any, ui_stack: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # 1280 × 800: a laptop's screen, and small screenshots for the guide.
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(30_000)
     pg = context.new_page()
     try:
@@ -168,7 +209,7 @@ def test_officer_runs_trace_referral_from_the_ui_and_it_completes(page: Any,
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Custom run", exact=True).click()
         page.wait_for_url(re.compile(r"/run"))
-        _type_parameter(page, "reference", reference)
+        _type_parameter(page, "Case reference", reference)
         _dismiss_toasts(page)
         earlier = {r.id for r in _deployment_runs(deployment_id)}
         page.get_by_role("button", name="Submit", exact=True).click()
@@ -215,10 +256,10 @@ def test_case_report_markdown_renders_on_its_artifact_page(page: Any, ui_stack: 
     _screenshot(page, "browser-case-report-artifact")
 
 
-def test_nightly_summary_table_renders_on_its_artifact_page(page: Any, ui_stack: Any) -> None:
+def test_nightly_summary_table_renders_on_its_artifact_page(page: Any, ui_stack: Any,
+                                                            officer_world: Any) -> None:
     expect = sync_api.expect
-    flow_run = run("nightly-tracing/nightly", {})
-    assert flow_run.state.is_completed(), flow_run.state
+    assert officer_world["night"].state.is_completed()  # the summary of the last night
     artifact = _latest_artifact("nightly-summary")
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
     assert rows, "the nightly summary table is empty"
@@ -235,3 +276,144 @@ def test_nightly_summary_table_renders_on_its_artifact_page(page: Any, ui_stack:
         expect(shown.first).to_be_visible()
     expect(page.get_by_text(f"{len(rows)} Items", exact=True)).to_be_visible()
     _screenshot(page, "browser-nightly-summary-artifact")
+
+
+# --- the officer's journeys, from the landing page, by clicks only (point 8) ----------------
+
+
+def _journey(page: Any, ui_stack: Any, name: str) -> Any:
+    oj.land(page, ui_stack.ui_url, ui_stack.auth)
+    return oj.Journey(name, page, GUIDE_SHOTS)
+
+
+def _done(j: Any) -> None:
+    print(j.report())
+    assert j.clicks <= MAX_CLICKS[j.name], j.report()
+
+
+def test_an_officer_finds_a_safeguarding_case_and_a_proposed_decision_on_the_worklist(
+        page: Any, ui_stack: Any, officer_world: Any) -> None:
+    from tasks.worklist import WHY_TEXT, Why
+
+    expect = sync_api.expect
+    safeguarding = officer_world["by_why"][Why.safeguarding][0]
+    proposed = officer_world["by_why"][Why.decision_proposed][0]
+    j = _journey(page, ui_stack, "find the worklist")
+    j.shot("01-landing")
+    oj.open_worklist(j)
+    for ref, why in ((safeguarding, Why.safeguarding), (proposed, Why.decision_proposed)):
+        row = oj.worklist_row(page, ref)
+        expect(row).to_be_visible()
+        expect(row.get_by_role("cell", name=WHY_TEXT[why], exact=True)).to_be_visible()
+    # The proposal's line acts on it: its links open the forms, filled in.
+    expect(oj.worklist_row(page, proposed).get_by_role("link", name="Decide")).to_be_visible()
+    j.shot("02-worklist")
+    _done(j)
+
+
+def test_an_officer_opens_a_case_report_from_the_worklist(page: Any, ui_stack: Any,
+                                                          officer_world: Any) -> None:
+    from tasks.worklist import Why
+
+    expect = sync_api.expect
+    ref = officer_world["by_why"][Why.safeguarding][0]
+    j = _journey(page, ui_stack, "read a case report")
+    oj.open_worklist(j)
+    j.click(oj.worklist_row(page, ref).get_by_role("link", name="Case report"))
+    # The worklist's link opened case-report's run form with the reference filled in.
+    expect(page.get_by_role("heading", name="Parameters")).to_be_visible()
+    expect(page.locator("textarea").first).to_have_value(ref)
+    j.shot("03-case-report-form")
+    oj.submit_prefilled_form(j)
+    oj.wait_final(page, "Completed")
+    # The run is named when it starts (point 3): the page shows the name it got.
+    expect(page.get_by_text(f"case report {ref}", exact=True).first).to_be_visible(
+        timeout=30_000)
+    j.click(page.get_by_role("tab", name="Artifacts"))
+    report = page.get_by_role("link", name=re.compile(rf"Case report {ref}"))
+    expect(report.first).to_be_visible()
+    j.shot("04-case-report-artifacts")  # the list of artifacts: no personal data on it
+    j.click(report.first)
+    expect(page.get_by_role("heading", name=f"Case {ref}", exact=True)).to_be_visible()
+    for section in ("Timeline", "Checks"):
+        expect(page.get_by_role("heading", name=section, exact=True)).to_be_visible()
+    _screenshot(page, "browser-case-report-from-worklist")  # names on it: artifacts only
+    _done(j)
+
+
+def test_an_officer_answers_a_waiting_decision_and_the_worklist_changes(
+        page: Any, ui_stack: Any, officer_world: Any) -> None:
+    from prefect import get_client
+
+    from tasks.worklist import Why
+
+    expect = sync_api.expect
+    proposed = officer_world["by_why"][Why.decision_proposed]
+    j = _journey(page, ui_stack, "answer a waiting decision")
+    oj.sidebar(j, "Runs")
+    # The officer takes the first decision waiting on the Runs page.
+    waiting = page.get_by_role("link", name=re.compile(
+        r"^decide CME-\d{4}-\d{6}: whereabouts unknown")).first
+    ref = re.search(r"CME-\d{4}-\d{6}", waiting.inner_text()).group(0)  # type: ignore[union-attr]
+    assert ref in proposed, f"{ref} waits as a run but is not proposed on the worklist"
+    j.click(waiting)
+    page.wait_for_url(re.compile(r"/runs/flow-run/"))
+    flow_run_id = UUID(page.url.split("/runs/flow-run/", 1)[1][:36])
+    expect(page.get_by_role("tab", name="Logs")).to_be_visible()
+    expect(page.get_by_text("Suspended", exact=True).first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    j.shot("05-waiting-decision")
+    j.click(page.get_by_role("button", name="Open menu").last)
+    j.click(page.get_by_role("menuitem", name="Resume"))
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text(f"Case {ref}: the rulebook proposes")).to_be_visible(
+        timeout=30_000)
+    j.click(dialog.get_by_text("I checked the evidence and it is this child"))
+    j.click(page.get_by_role("option", name=re.compile(r"^Joint decision agreed")))
+    j.shot("06-resume-form")
+    j.click(dialog.get_by_role("button", name="Resume", exact=True))
+    oj.wait_final(page, "Completed")
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+    assert state is not None and state.is_completed(), state
+    # The run refreshed the worklist: its Artifacts tab has the new one, without this case.
+    j.click(page.get_by_role("tab", name="Artifacts"))
+    j.click(page.get_by_role("link", name=re.compile(r"^\s*MARKDOWN\s+worklist\b")).first)
+    expect(page.get_by_role("heading", name=re.compile(r"^Worklist — "))).to_be_visible()
+    expect(oj.worklist_row(page, ref)).to_have_count(0)
+    _done(j)
+
+    from sqlmodel import Session, select
+
+    from models import Referral, get_engine
+
+    with Session(get_engine(ui_stack.db_url)) as s:
+        case = s.exec(select(Referral).where(Referral.mendix_reference == ref)).one()
+    assert case.outcome is not None and case.outcome.value == "whereabouts_unknown"
+    assert case.proposed_outcome is None
+
+
+def test_a_mistyped_reference_fails_with_one_line_in_the_ui(page: Any, ui_stack: Any) -> None:
+    expect = sync_api.expect
+    j = _journey(page, ui_stack, "mistyped reference")
+    oj.sidebar(j, "Deployments")
+    j.click(page.get_by_role("link", name="trace-referral", exact=True).first)
+    j.click(page.get_by_role("button", name=re.compile(r"^Run")).first)
+    j.click(page.get_by_role("menuitem", name="Custom run"))
+    box = page.locator("textarea").first
+    j.click(box)
+    box.fill(" cme-2026-099999 ")  # lower case, spaces around, and no such case
+    j.shot("07-mistyped-form")
+    oj.submit_prefilled_form(j)
+    oj.wait_final(page, "Failed")
+    # Trimmed and upper-cased before anything else: the run's name says which case it was.
+    expect(page.get_by_text("trace CME-2026-099999", exact=True).first).to_be_visible(
+        timeout=30_000)
+    # The Details tab shows the run's state message: the one line (the Logs tab has it too,
+    # once the run's logs have arrived).
+    j.click(page.get_by_role("tab", name="Details"))
+    expect(page.get_by_text("No case with reference CME-2026-099999 — check the worklist")
+           .first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    j.shot("08-mistyped-failed")
+    _done(j)
