@@ -144,6 +144,16 @@ def _loose_reference(raw: str) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
+_EXCERPT_REFERENCE = re.compile(r'"mendix_reference"\s*:\s*"([A-Za-z0-9-]{1,40})"')
+
+
+def _excerpt_reference(excerpt: str) -> str | None:
+    """The reference in an oversized record's excerpt, where its first bytes carry it, so the
+    kept record is still tied to its case (the record itself is never parsed)."""
+    m = _EXCERPT_REFERENCE.search(excerpt)
+    return m.group(1) if m else None
+
+
 def _parse(raw: str) -> tuple[ReferralIn | None, list[str]]:
     if len(raw.encode("utf-8", errors="replace")) > MAX_RECORD_BYTES:
         return None, [f"(record): larger than {MAX_RECORD_BYTES // 1024} KiB"]
@@ -377,8 +387,8 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
                                 hashlib.sha256(data).hexdigest(), len(data), MAX_RECORD_BYTES)
     if isinstance(raw, OversizedLine):
         # Refused before parsing; only a bounded excerpt and the whole line's hash are kept.
-        _quarantine(session, source, line_no, raw.excerpt, [raw.reason()], None,
-                    raw_sha256=raw.sha256)
+        _quarantine(session, source, line_no, raw.excerpt, [raw.reason()],
+                    _excerpt_reference(raw.excerpt), raw_sha256=raw.sha256)
         report.quarantined += 1
         return
     rec, problems = _parse(raw)

@@ -136,7 +136,7 @@ def install() -> None:
     tracing.agency_transport = counting_agency_transport  # type: ignore[assignment]
     # Inside the open transaction, after the statement: the kill leaves it uncommitted.
     _around(tracing, "insert_ignoring_duplicates", after="check_write")
-    _around(tracing, "queue_notification", after="decision_write")
+    _around(tracing, "queue_message", after="decision_write")
     _around(tracing, "decide_referrals", after="decided")
     _around_async(dispatch, "dispatch_outbox", before="before_dispatch")
     _around(dispatch, "mark_acknowledged", before="before_mark_acknowledged")

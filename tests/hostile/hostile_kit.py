@@ -16,6 +16,7 @@ All people, schools and addresses are invented (names no real person is likely t
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from sqlmodel import Session, SQLModel, select
 
 from models import Child, QuarantinedRecord, Referral, get_engine
 from policy import UPN_ALPHABET, upn_check_letter
+from tasks.import_files import EXCERPT_BYTES
 from tasks.intake import MAX_RECORD_BYTES, IntakeReport
 
 Expect = Literal["accept", "reject", "either"]
@@ -559,7 +561,14 @@ def check_intake(db_url: str, lines: Sequence[Generated], report: IntakeReport,
             assert ref is not None, f"line {i} ({g.label}) accepted without a reference"
             accepted_refs.append(ref)
             continue
-        assert row.raw == as_stored(g.raw), f"line {i} ({g.label}) not kept whole"
+        data = g.raw.encode("utf-8", errors="replace")
+        if len(data) > MAX_RECORD_BYTES:
+            # Refused unread (issue 18, point 11): a bounded excerpt and the whole line's hash.
+            assert len(row.raw) <= EXCERPT_BYTES and as_stored(g.raw).startswith(
+                row.raw.rstrip("\ufffd")), f"line {i} ({g.label}) excerpt is not its start"
+            assert row.raw_sha256 == hashlib.sha256(data).hexdigest(), f"line {i} hash"
+        else:
+            assert row.raw == as_stored(g.raw), f"line {i} ({g.label}) not kept whole"
         assert row.reasons and all(isinstance(r, str) and ": " in r for r in row.reasons), \
             row.reasons
         if g.expect == "reject" and g.field:
