@@ -263,15 +263,22 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
                 f"{school.email} ({school.contact_source})",
                 f"Check with the school; then `cme schools set-contact {school.urn} --email "
                 "ADDRESS`, or `--keep` to keep the one held"))
-        if school.contact_source == "referral":
-            ref_, since = first_referral.get(sid) or (None, _at(today))
-            items.append(WorkItem(
-                Why.school_contact_unverified, ref_, since,
-                f"school URN {school.urn}: not on the schools list; contact {school.email} "
-                "taken from its first referral",
-                f"Check the contact (e.g. in Get Information about Schools); then `cme schools "
-                f"set-contact {school.urn} --email ADDRESS` (or `--keep`), or add the school "
-                "to the schools list (`cme schools import`)"))
+    # Schools not on the schools list: one line for them all, about schools, not about any
+    # case (a line per school, under each school's first referral, crowded the cases out).
+    unverified = sorted((s_ for s_ in schools if s_.contact_source == "referral"),
+                        key=lambda s_: s_.urn)
+    if unverified:
+        since = min((first_referral[x.id or 0][1] for x in unverified
+                     if (x.id or 0) in first_referral), default=_at(today))
+        urns = ", ".join(x.urn for x in unverified[:10]) + (
+            f" and {len(unverified) - 10} more" if len(unverified) > 10 else "")
+        items.append(WorkItem(
+            Why.school_contact_unverified, None, since,
+            f"{len(unverified)} school(s) not on the schools list, their contacts taken from "
+            f"their first referrals: URN {urns}",
+            "Import the LA's schools list (`cme schools import FILE`), or check each contact "
+            "(e.g. in Get Information about Schools) and `cme schools set-contact URN --email "
+            "ADDRESS` (or `--keep`)"))
     waiting: dict[str | None, list[QuarantinedRecord]] = defaultdict(list)
     for q in quarantined:
         if q.mendix_reference is None or q.mendix_reference not in known_refs:

@@ -200,6 +200,9 @@ class Scanner:
             for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d %B %Y"):
                 needles[c.dob.strftime(fmt).lower()] = f"DOB of {c.world_id}"
             needles[f"{c.dob.day} {c.dob:%B %Y}".lower()] = f"DOB of {c.world_id}"
+            # The case report writes dates as "2 Dec 2026" (issue 15, point 6).
+            needles[f"{c.dob.day} {c.dob:%b %Y}".lower()] = f"DOB of {c.world_id}"
+            needles[c.dob.strftime("%d %b %Y").lower()] = f"DOB of {c.world_id}"
             for pc in (c.postcode, *c.found_postcodes):
                 needles[pc.lower()] = f"postcode of {c.world_id}"
                 needles[pc.replace(" ", "").lower()] = f"postcode of {c.world_id}"

@@ -202,6 +202,8 @@ def test_officer_runs_trace_referral_from_the_ui_and_it_completes(page: Any,
 
     _open(page, ui_stack, "/deployments")
     try:
+        # Thirteen deployments are more than a page: find it by name, as an officer would.
+        page.get_by_placeholder(re.compile(r"^Search deployments")).first.fill("trace-referral")
         page.locator("a[href*='/deployments/deployment/']").filter(
             has_text=re.compile(r"^\s*trace-referral\s*$")).first.click()
         page.wait_for_url(re.compile(r"/deployments/deployment/"))
