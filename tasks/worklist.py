@@ -201,13 +201,14 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
         # Each school's first referral (the one that brought its contact) and the quoting one.
         first_referral: dict[int, tuple[str, datetime]] = {}
         quoting: dict[int, tuple[str, datetime]] = {}
+        quoted_by = {x.quoted_by_id for x in schools if x.quoted_by_id is not None}
         for rid_, sid, ref, at in s.exec(
                 select(Referral.id, Referral.school_id, Referral.mendix_reference,
                        Referral.received_at)
                 .where(col(Referral.school_id).in_([x.id for x in schools]))
                 .order_by(col(Referral.id).desc())):
             first_referral[sid] = (ref, at)
-            if rid_ in {x.quoted_by_id for x in schools}:
+            if rid_ in quoted_by:
                 quoting[sid] = (ref, at)
         quarantined = list(s.exec(select(QuarantinedRecord)
                                   .order_by(col(QuarantinedRecord.received_at))))
