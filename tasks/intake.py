@@ -52,18 +52,8 @@ from tasks.tracing import raise_concern
 
 __all__ = ["IntakeConfig", "IntakeReport", "ingest_batch", "ingest_records", "read_jsonl"]
 
-OPEN_STATUSES = (
-    CaseStatus.RECEIVED,
-    CaseStatus.ACKNOWLEDGED,
-    CaseStatus.TRACING,
-    CaseStatus.AWAITING_RESPONSE,
-    CaseStatus.NEEDS_REVIEW,
-    CaseStatus.ESCALATED,
-    CaseStatus.WHEREABOUTS_UNKNOWN,
-    CaseStatus.LEFT_UK,
-    CaseStatus.LOCATED,
-    CaseStatus.TRANSFERRED,
-)
+#: A child's open case is one in any status but closed (policy.OPEN_STATUSES).
+OPEN_STATUSES = tuple(st for st in CaseStatus if st in policy.OPEN_STATUSES)
 MAX_RECORD_BYTES = 256 * 1024
 
 

@@ -77,19 +77,9 @@ __all__ = [
 #: ``connector_version`` of a check an officer typed in (``record-agency-response``).
 OFFICER_RECORDED = "officer"
 
-#: Cases the nightly run looks at (when due). Closed cases are never traced.
-TRACEABLE = (
-    CaseStatus.RECEIVED,
-    CaseStatus.ACKNOWLEDGED,
-    CaseStatus.TRACING,
-    CaseStatus.AWAITING_RESPONSE,
-    CaseStatus.ESCALATED,
-    CaseStatus.NEEDS_REVIEW,
-    CaseStatus.WHEREABOUTS_UNKNOWN,
-    CaseStatus.LEFT_UK,
-    CaseStatus.LOCATED,
-    CaseStatus.TRANSFERRED,
-)
+#: Cases the nightly run looks at (when due): every open status (policy.OPEN_STATUSES, in
+#: the graph's order). Closed cases are never traced.
+TRACEABLE = tuple(st for st in CaseStatus if st in policy.OPEN_STATUSES)
 
 
 @dataclass(frozen=True)
