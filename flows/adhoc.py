@@ -362,7 +362,12 @@ async def record_agency_response(
         if r.tracing_rounds + 1 < round_:
             r.tracing_rounds = round_ - 1
     started = datetime.now(UTC)
-    report = decide_referrals([rid], trace_config(today, settings))
+    try:
+        report = decide_referrals([rid], trace_config(today, settings))
+    except StatusChangeRefused as exc:
+        # The answer is recorded (its own transaction); the decision the graph refused is
+        # not, and the officer is told in one line.
+        return refused(str(exc))
     await dispatch_task(dispatch_config(settings))
     from flows.waiting import start_waiting
 
@@ -424,7 +429,7 @@ async def officer_decides(reference: str, decision: OfficerDecision | str,
         done = apply_officer_decision(
             cfg, ref, choice, DecisionReason(reason).code, la_code=la, note=note.strip(),
             expect_proposal=CaseOutcome(expect_proposal) if expect_proposal else None)
-    except CaseRefused as exc:
+    except (CaseRefused, StatusChangeRefused) as exc:
         return refused(str(exc))
     from flows.waiting import cancel_waiting
 

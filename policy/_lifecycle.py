@@ -98,12 +98,14 @@ class IllegalTransition(ValueError):
     def __init__(self, transition: Transition, current: CaseStatus,
                  target: CaseStatus | None) -> None:
         self.transition, self.current, self.target = transition, current, target
+        a = "an" if current.value[0] in "aeiou" else "a"
         if current not in TRANSITIONS[transition]:
             starts = ", ".join(sorted(TRANSITIONS[transition]))
-            text = f"{transition.value} is not allowed on a {current.value} case (only {starts})"
+            text = (f"{transition.value} is not allowed on {a} {current.value} case "
+                    f"(only {starts})")
         else:
             shown = target.value if target is not None else "(none)"
-            text = f"{transition.value} cannot take a {current.value} case to {shown}"
+            text = f"{transition.value} cannot take {a} {current.value} case to {shown}"
         super().__init__(text)
 
 

@@ -61,7 +61,7 @@ def test_reopening_a_case_that_is_open_fails_in_one_line(ui_stack: Any) -> None:
                    {"reference": reference, "reason": ReopenReason.new_information.value})
     assert flow_run.state.is_failed()
     message = flow_run.state.message or ""
-    assert message.startswith(f"Case {reference}: reopen is not allowed on a ")
+    assert message.startswith(f"Case {reference}: reopen is not allowed on ")
     assert message.endswith("only a closed case can be reopened")
     assert "\n" not in message and "Traceback" not in message
     assert _status(ui_stack, reference) == before

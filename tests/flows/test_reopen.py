@@ -142,8 +142,10 @@ def test_reopening_an_open_case_fails_with_one_line_and_changes_nothing(hand: Ha
     before = hand.case(ref)
     state = _reopen(ref)
     assert state.is_failed()
-    assert state.message == (f"Case {ref}: reopen is not allowed on a {before.status.value} "
-                             "case (only closed): only a closed case can be reopened")
+    a = "an" if before.status.value[0] in "aeiou" else "a"
+    assert state.message == (f"Case {ref}: reopen is not allowed on {a} "
+                             f"{before.status.value} case (only closed): only a closed case "
+                             "can be reopened")
     assert "Traceback" not in state.message and "\n" not in state.message
     after = hand.case(ref)
     assert (after.status, after.updated_at) == (before.status, before.updated_at)
@@ -180,6 +182,34 @@ def test_an_unknown_reference_fails_at_once(hand: Hand) -> None:
     state = _reopen(" cme-2026-00001 ")
     assert state.is_failed()
     assert state.message == "No case with reference CME-2026-00001 — check the worklist"
+
+
+def test_an_illegal_change_in_an_officers_flow_is_one_line_and_changes_nothing(
+        hand: Hand) -> None:
+    from sqlmodel import Session, select
+
+    from flows.adhoc import Agency, AgencyAnswer, record_agency_response
+    from models import Referral, get_engine
+
+    ref = hand.add(27)
+    hand.start()
+    hand.night()
+    # A case left escalated with no concern on record (data from before concerns were kept):
+    # the rulebook would take it back to tracing, which only a person may do.
+    with Session(get_engine(hand.db_url)) as s:
+        r = s.exec(select(Referral).where(Referral.mendix_reference == ref)).one()
+        r.status = CaseStatus.ESCALATED
+        s.add(r)
+        s.commit()
+    decisions = len(hand.events(ref, "decision"))
+    state = _run(record_agency_response(reference=ref, agency=Agency.lpd,
+                                        answer=AgencyAnswer.not_found, return_state=True))
+    assert state.is_failed()
+    assert state.message.startswith(f"Case {ref}: record_decision cannot take an escalated "
+                                    "case to ")
+    assert "\n" not in state.message and "Traceback" not in state.message
+    assert hand.case(ref).status is CaseStatus.ESCALATED
+    assert len(hand.events(ref, "decision")) == decisions
 
 
 # --- one place writes a case's status -----------------------------------------------------
