@@ -217,7 +217,15 @@ class CheckEvidence(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    items: tuple[Evidence, ...] = Field(min_length=1)
+    items: tuple[Evidence, ...]
+
+    @model_validator(mode="after")
+    def _found_something(self) -> CheckEvidence:
+        # Stored only for a found answer, which always carries evidence (Result); checked
+        # after the items so a bad item is reported alone.
+        if not self.items:
+            raise ValueError("items: a stored answer carries at least one piece of evidence")
+        return self
 
     @classmethod
     def column(cls, evidence: Sequence[Evidence]) -> dict[str, Any] | None:
