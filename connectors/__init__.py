@@ -24,12 +24,14 @@ from ._errors import (
 )
 from ._models import (
     QUERY_FIELDS,
+    CheckEvidence,
     CheckOutcome,
     Evidence,
     EvidenceKind,
     Outcome,
     Query,
     Result,
+    StoredEvidence,
     TraceSubject,
 )
 from ._registry import (
@@ -72,6 +74,7 @@ __all__ = [
     "AgencyResponse",
     "AgencyTimeout",
     "AgencyUnavailable",
+    "CheckEvidence",
     "CheckOutcome",
     "CircuitBreaker",
     "CircuitOpen",
@@ -99,6 +102,7 @@ __all__ = [
     "ResponseTooLarge",
     "Result",
     "RetryPolicy",
+    "StoredEvidence",
     "TraceSubject",
     "TransientError",
     "available",

@@ -28,9 +28,9 @@ from sqlmodel import Session, col, select
 import policy
 from connectors import (
     AgencyEnvironment,
+    CheckEvidence,
     Connector,
     Enquiry,
-    Evidence,
     TraceSubject,
     load_enabled,
     run_connector,
@@ -75,6 +75,10 @@ __all__ = [
 
 #: ``connector_version`` of a check an officer typed in (``record-agency-response``).
 OFFICER_RECORDED = "officer"
+
+#: ``error_code`` of an answer carried into a round whose stored evidence does not read
+#: (connectors.CheckEvidence): the next round asks the agency again.
+UNREADABLE_EVIDENCE = "evidence_unreadable"
 
 #: Cases the nightly run looks at (when due). Closed cases are never traced.
 TRACEABLE = (
@@ -250,8 +254,7 @@ def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, cfg: TraceCon
         "traced_on": cfg.today,
         "fields_disclosed": list(o.disclosed_fields),
         "outcome": CheckOutcome(res.outcome.value),
-        "evidence": {"items": [e.model_dump(mode="json") for e in res.evidence]}
-        if res.evidence else None,
+        "evidence": CheckEvidence.column(res.evidence),
         "agency_reference": res.agency_reference,
         "expected_by": res.expected_by,
         "error_kind": res.error_kind,
@@ -312,14 +315,20 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
                 to_poll.append(Enquiry(r.mendix_reference, prev.agency_reference))
             elif prev is not None and prev.outcome in (CheckOutcome.FOUND, CheckOutcome.NOT_FOUND):
                 # A formal request is answered once; carry the answer into this round
-                # without asking again (nothing disclosed).
+                # without asking again (nothing disclosed). An answer whose stored evidence
+                # does not read is carried as an error, so the next round asks about the
+                # same enquiry again instead of deciding on what cannot be read.
+                stored = CheckEvidence.read(prev.evidence)
                 carried.append({
                     "referral_id": r.id, "connector": connector_name,
                     "connector_version": prev.connector_version, "round": rounds[r.id],
                     "run_id": cfg.run_id, "traced_on": cfg.today, "fields_disclosed": [],
-                    "outcome": prev.outcome,
-                    "evidence": prev.evidence, "agency_reference": prev.agency_reference,
-                    "expected_by": prev.expected_by, "error_kind": None, "error_code": None,
+                    "outcome": prev.outcome if stored.readable else CheckOutcome.ERROR,
+                    "evidence": CheckEvidence.column(stored.items),
+                    "agency_reference": prev.agency_reference,
+                    "expected_by": prev.expected_by,
+                    "error_kind": None if stored.readable else "permanent",
+                    "error_code": None if stored.readable else UNREADABLE_EVIDENCE,
                     "checked_at": datetime.now(UTC),
                 })
             else:
@@ -385,11 +394,13 @@ async def trace_chunk(connector_name: str, referral_ids: list[int], cfg: TraceCo
 
 def policy_results(chk: Check, official: frozenset[str]) -> tuple[policy.CheckResult, ...]:
     """A recorded check as the rulebook's results: every finding, read back through the
-    typed :class:`connectors.Evidence` model (none is dropped)."""
-    items = (chk.evidence or {}).get("items", []) if chk.evidence else []
-    evidence = [Evidence.model_validate(item) for item in items]
+    typed :class:`connectors.CheckEvidence` model (none is dropped). A found answer whose
+    stored evidence does not read is an error for the rulebook: it waits for that agency and
+    decides nothing on it."""
+    stored = CheckEvidence.read(chk.evidence)
+    outcome = chk.outcome.value if stored.readable else policy.CheckOutcome.ERROR
     return policy.results_from_evidence(
-        chk.connector, chk.outcome.value, evidence, expected_by=chk.expected_by,
+        chk.connector, outcome, stored.items, expected_by=chk.expected_by,
         official=chk.connector in official,
     )
 
