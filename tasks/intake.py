@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -528,7 +528,3 @@ def ingest_batch(records: list[tuple[int | None, str | OversizedLine]], source: 
                  cfg: IntakeConfig) -> IntakeReport:
     """Prefect task: one batch of raw records (a few hundred) into the case database."""
     return ingest_records(records, source=source, cfg=cfg)
-
-
-def today_london() -> date:
-    return policy.london_date(datetime.now(UTC))
