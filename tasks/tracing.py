@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 import policy
@@ -607,15 +606,3 @@ def raise_concern(s: Session, r: Referral, source: str, duty_inbox: str,
 def decide_chunk(referral_ids: list[int], cfg: TraceConfig, chunk_no: int = 0) -> DecideReport:
     """Prefect task: decide one chunk (one transaction: status, events, outbox rows)."""
     return decide_referrals(referral_ids, cfg)
-
-
-def count_open(db_url: str) -> int:
-    with Session(get_engine(db_url)) as s:
-        return int(s.exec(select(func.count()).select_from(Referral)
-                          .where(col(Referral.status).in_(TRACEABLE))).one())
-
-
-def ids_to_refs(db_url: str, ids: Iterable[int]) -> list[str]:
-    with Session(get_engine(db_url)) as s:
-        return list(s.exec(select(Referral.mendix_reference)
-                           .where(col(Referral.id).in_(list(ids)))))
