@@ -241,14 +241,19 @@ def case_cmd(
     for name in ("Round", "Agency", "Found", "How matched", "LA", "School", "Movement",
                  "Agency ref"):
         found.add_column(name)
-    for e in d.evidence:
-        movement = (f"left {e['departure_date']} for {e['departure_country'] or '?'}"
-                    if e["departure_date"] else f"arrived {e['arrival_date']}"
-                    if e["arrival_date"] else e["ctf_destination"] or "—")
-        found.add_row(str(e["round"]), escape(e["agency"]), escape(e["kind"]),
-                      f"{escape(e['how_matched'])} ({e['confidence']:.2f})", _opt(e["la_code"]),
-                      escape(f"{e['school_urn'] or ''} {e['school_name'] or ''}".strip()) or "—",
-                      escape(str(movement)), escape(_opt(e["agency_reference"])))
+    for ev in d.evidence:
+        if ev.problem:
+            found.add_row(str(ev.round), escape(ev.agency), escape(f"unreadable: {ev.problem}"),
+                          "—", "—", "—", "—", escape(_opt(ev.agency_reference)))
+            continue
+        movement = (f"left {ev.departure_date} for {ev.departure_country or '?'}"
+                    if ev.departure_date else f"arrived {ev.arrival_date}"
+                    if ev.arrival_date else ev.ctf_destination or "—")
+        found.add_row(str(ev.round), escape(ev.agency), escape(ev.kind),
+                      f"{escape(ev.how_matched or '')} ({ev.confidence or 0.0:.2f})",
+                      _opt(ev.la_code),
+                      escape(f"{ev.school_urn or ''} {ev.school_name or ''}".strip()) or "—",
+                      escape(str(movement)), escape(_opt(ev.agency_reference)))
     if d.evidence:
         console.print(found)
 

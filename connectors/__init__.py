@@ -24,12 +24,14 @@ from ._errors import (
 )
 from ._models import (
     QUERY_FIELDS,
+    CheckEvidence,
     CheckOutcome,
     Evidence,
     EvidenceKind,
     Outcome,
     Query,
     Result,
+    StoredEvidence,
     TraceSubject,
 )
 from ._registry import (
@@ -53,6 +55,7 @@ from ._runner import (
     Enquiry,
     HealthReport,
     OnResult,
+    RunOptions,
     build_query,
     check_health,
     make_client,
@@ -72,6 +75,7 @@ __all__ = [
     "AgencyResponse",
     "AgencyTimeout",
     "AgencyUnavailable",
+    "CheckEvidence",
     "CheckOutcome",
     "CircuitBreaker",
     "CircuitOpen",
@@ -99,6 +103,8 @@ __all__ = [
     "ResponseTooLarge",
     "Result",
     "RetryPolicy",
+    "RunOptions",
+    "StoredEvidence",
     "TraceSubject",
     "TransientError",
     "available",

@@ -8,16 +8,18 @@ which of them the connector actually read (and so could send): ``disclosed_field
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._errors import ConnectorError, ErrorKind
 
 __all__ = [
     "QUERY_FIELDS",
+    "CheckEvidence",
     "CheckOutcome",
     "Evidence",
     "EvidenceKind",
@@ -25,6 +27,7 @@ __all__ = [
     "Outcome",
     "Query",
     "Result",
+    "StoredEvidence",
     "TraceSubject",
 ]
 
@@ -201,6 +204,65 @@ class Evidence(BaseModel):
     @property
     def abroad(self) -> bool:
         return self.ctf_destination_la == "MMM"
+
+
+class CheckEvidence(BaseModel):
+    """What one check found, as it is stored on the check's row (``models.Check.evidence``).
+
+    The only shape written to that column and the only way it is read back: write with
+    :meth:`column`, read with :meth:`read`. Rows written before a field was added to
+    :class:`Evidence` still read (new fields have defaults); a key the model does not know
+    (a misspelt ``school_urn``, say) is rejected, never read as "not said".
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: tuple[Evidence, ...]
+
+    @model_validator(mode="after")
+    def _found_something(self) -> CheckEvidence:
+        # Stored only for a found answer, which always carries evidence (Result); checked
+        # after the items so a bad item is reported alone.
+        if not self.items:
+            raise ValueError("items: a stored answer carries at least one piece of evidence")
+        return self
+
+    @classmethod
+    def column(cls, evidence: Sequence[Evidence]) -> dict[str, Any] | None:
+        """The value to store for these findings (JSON-ready); None when there are none."""
+        if not evidence:
+            return None
+        return cls(items=tuple(evidence)).model_dump(mode="json")
+
+    @classmethod
+    def read(cls, stored: object) -> StoredEvidence:
+        """A stored column value as evidence. Never raises: a value that does not validate
+        gives a :class:`StoredEvidence` with no items and a ``problem`` naming what is wrong
+        (field paths and reasons only, never the stored values: they may be addresses)."""
+        if stored is None:
+            return StoredEvidence()
+        try:
+            return StoredEvidence(items=cls.model_validate(stored).items)
+        except ValidationError as exc:
+            reasons = sorted({
+                f"{'.'.join(str(p) for p in err['loc']) or 'evidence'}: {err['msg']}"
+                for err in exc.errors(include_url=False, include_input=False,
+                                      include_context=False)
+            })
+            return StoredEvidence(problem="stored evidence does not read: " + "; ".join(reasons))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvidence:
+    """A check row's evidence as read by :meth:`CheckEvidence.read`: the findings, or (when
+    the stored value does not validate) none and a PII-free ``problem``."""
+
+    items: tuple[Evidence, ...] = ()
+    problem: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.problem is None
 
 
 class Result(BaseModel):

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - only for the ParseError type
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypedDict, Unpack
 
 import httpx
 from pydantic import ValidationError
@@ -31,6 +31,7 @@ __all__ = [
     "Enquiry",
     "HealthReport",
     "OnResult",
+    "RunOptions",
     "build_query",
     "check_health",
     "make_client",
@@ -181,21 +182,35 @@ async def _one(
     return outcome
 
 
-async def _run_all(
-    connector: Connector,
-    jobs: Sequence[tuple[str, Callable[[AgencyChannel], Awaitable[CheckOutcome]]]],
-    *,
-    client: httpx.AsyncClient | None,
-    transport: httpx.AsyncBaseTransport | None,
-    sleep: Sleep,
-    now: Callable[[], datetime] | None,
-    on_result: OnResult | None,
-) -> list[CheckOutcome]:
-    async with _channel(connector, client, transport, sleep, now) as channel:
+class RunOptions(TypedDict, total=False):
+    """How a batch runs; the same for :func:`run_connector`, :func:`run_deferred_submit`
+    and :func:`run_deferred_poll`. Every key may be left out.
+
+    ``client``: an ``AsyncClient`` to reuse (not closed here). ``transport``: have a
+    right-sized client made over it (e.g. the sandbox's ASGI transport). ``sleep``: the
+    back-off sleep (default ``asyncio.sleep``). ``now``: the clock the resilience layer reads
+    ``Retry-After`` dates against. ``on_result``: called (sync or async) as each check
+    finishes.
+    """
+
+    client: httpx.AsyncClient | None
+    transport: httpx.AsyncBaseTransport | None
+    sleep: Sleep
+    now: Callable[[], datetime] | None
+    on_result: OnResult | None
+
+
+Job = Callable[[AgencyChannel], Awaitable[CheckOutcome]]
+
+
+async def _run_all(connector: Connector, jobs: Sequence[Job], options: RunOptions
+                   ) -> list[CheckOutcome]:
+    on_result = options.get("on_result")
+    async with _channel(connector, options.get("client"), options.get("transport"),
+                        options.get("sleep", asyncio.sleep), options.get("now")) as channel:
         gate = asyncio.Semaphore(connector.effective_max_concurrency)
 
-        async def guarded(job: Callable[[AgencyChannel], Awaitable[CheckOutcome]]
-                          ) -> CheckOutcome:
+        async def guarded(job: Job) -> CheckOutcome:
             async with gate:
                 outcome = await job(channel)
             if on_result is not None:
@@ -204,7 +219,7 @@ async def _run_all(
                     await maybe
             return outcome
 
-        return list(await asyncio.gather(*(guarded(job) for _, job in jobs)))
+        return list(await asyncio.gather(*(guarded(job) for job in jobs)))
 
 
 def _require(connector: Connector, deferred: bool) -> None:
@@ -213,69 +228,44 @@ def _require(connector: Connector, deferred: bool) -> None:
         raise TypeError(f"connector {connector.name} needs {use}")
 
 
-async def run_connector(
+async def _run_queries(
     connector: Connector,
     subjects: Iterable[TraceSubject],
-    *,
-    client: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    sleep: Sleep = asyncio.sleep,
-    now: Callable[[], datetime] | None = None,
-    on_result: OnResult | None = None,
+    operation: Literal["search", "submit"],
+    options: RunOptions,
 ) -> list[CheckOutcome]:
+    """One minimised query per subject, sent through ``connector.search`` or ``.submit``."""
+    send = connector.search if operation == "search" else connector.submit
+
+    def job(subject: TraceSubject) -> Job:
+        async def run(channel: AgencyChannel) -> CheckOutcome:
+            query = build_query(subject, connector)
+            return await _one(connector, channel, subject.reference, operation,
+                              lambda http: send(query, http), query)
+        return run
+
+    return await _run_all(connector, [job(s) for s in subjects], options)
+
+
+async def run_connector(connector: Connector, subjects: Iterable[TraceSubject],
+                        **options: Unpack[RunOptions]) -> list[CheckOutcome]:
     """Search ``connector`` for every subject; one :class:`CheckOutcome` each, in order.
 
-    Never raises for one subject's failure. Pass ``client`` to reuse one (not closed here),
-    or ``transport`` (e.g. the sandbox's ASGI transport) to have a right-sized client made.
-    ``on_result`` (sync or async) is called as each check finishes.
+    Never raises for one subject's failure (see :class:`RunOptions` for the options).
     """
     _require(connector, deferred=False)
-
-    def job(subject: TraceSubject) -> Callable[[AgencyChannel], Awaitable[CheckOutcome]]:
-        async def run(channel: AgencyChannel) -> CheckOutcome:
-            query = build_query(subject, connector)
-            return await _one(connector, channel, subject.reference, "search",
-                              lambda http: connector.search(query, http), query)
-        return run
-
-    return await _run_all(connector, [(s.reference, job(s)) for s in subjects], client=client,
-                          transport=transport, sleep=sleep, now=now, on_result=on_result)
+    return await _run_queries(connector, subjects, "search", options)
 
 
-async def run_deferred_submit(
-    connector: Connector,
-    subjects: Iterable[TraceSubject],
-    *,
-    client: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    sleep: Sleep = asyncio.sleep,
-    now: Callable[[], datetime] | None = None,
-    on_result: OnResult | None = None,
-) -> list[CheckOutcome]:
+async def run_deferred_submit(connector: Connector, subjects: Iterable[TraceSubject],
+                              **options: Unpack[RunOptions]) -> list[CheckOutcome]:
     """File a formal request for each subject with no open enquiry (expect ``pending``)."""
     _require(connector, deferred=True)
-
-    def job(subject: TraceSubject) -> Callable[[AgencyChannel], Awaitable[CheckOutcome]]:
-        async def run(channel: AgencyChannel) -> CheckOutcome:
-            query = build_query(subject, connector)
-            return await _one(connector, channel, subject.reference, "submit",
-                              lambda http: connector.submit(query, http), query)
-        return run
-
-    return await _run_all(connector, [(s.reference, job(s)) for s in subjects], client=client,
-                          transport=transport, sleep=sleep, now=now, on_result=on_result)
+    return await _run_queries(connector, subjects, "submit", options)
 
 
-async def run_deferred_poll(
-    connector: Connector,
-    enquiries: Iterable[Enquiry | tuple[str, str]],
-    *,
-    client: httpx.AsyncClient | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    sleep: Sleep = asyncio.sleep,
-    now: Callable[[], datetime] | None = None,
-    on_result: OnResult | None = None,
-) -> list[CheckOutcome]:
+async def run_deferred_poll(connector: Connector, enquiries: Iterable[Enquiry | tuple[str, str]],
+                            **options: Unpack[RunOptions]) -> list[CheckOutcome]:
     """Ask about open enquiries ``(subject_reference, agency_reference)``.
 
     Only the agency reference is sent, so ``disclosed_fields`` is empty. The result is the
@@ -283,17 +273,14 @@ async def run_deferred_poll(
     """
     _require(connector, deferred=True)
 
-    def job(enq: Enquiry) -> Callable[[AgencyChannel], Awaitable[CheckOutcome]]:
+    def job(enq: Enquiry) -> Job:
         async def run(channel: AgencyChannel) -> CheckOutcome:
             return await _one(connector, channel, enq.subject_reference, "poll",
                               lambda http: connector.poll(enq.agency_reference, http), None,
                               agency_reference=enq.agency_reference)
         return run
 
-    items = [Enquiry(*e) for e in enquiries]
-    return await _run_all(connector, [(e.subject_reference, job(e)) for e in items],
-                          client=client, transport=transport, sleep=sleep, now=now,
-                          on_result=on_result)
+    return await _run_all(connector, [job(Enquiry(*e)) for e in enquiries], options)
 
 
 async def check_health(

@@ -28,7 +28,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from cme.settings import get_settings
-from connectors import Evidence
+from connectors import CheckEvidence, Evidence
 from flows._config import dispatch_config, trace_config
 from flows.nightly import run_nightly
 from flows.worklist import refresh_worklist
@@ -347,8 +347,7 @@ async def record_agency_response(
             referral_id=r.id or 0, connector=agency.code, connector_version=OFFICER_RECORDED,
             round=round_, run_id="officer", fields_disclosed=[], traced_on=today,
             outcome=CheckOutcome.FOUND if evidence else CheckOutcome.NOT_FOUND,
-            evidence={"items": [e.model_dump(mode="json") for e in evidence]}
-            if evidence else None,
+            evidence=CheckEvidence.column(evidence),
             agency_reference=agency_reference.strip()[:80] or None,
         ))
         event(s, r.id or 0, "agency_response",

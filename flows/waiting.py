@@ -36,6 +36,7 @@ from prefect.states import Cancelled, Completed, State
 from pydantic import Field
 from sqlmodel import Session, col, select
 
+from connectors import CheckEvidence
 from flows._config import db_url
 from flows.adhoc import (
     DecisionReason,
@@ -97,15 +98,19 @@ def _evidence_lines(s: Session, r: Referral) -> list[str]:
     out = []
     for name, c in sorted(latest.items()):
         facts = []
-        for e in (c.evidence or {}).get("items", []) if c.evidence else []:
-            bits = [str(e.get("kind"))]
-            if e.get("school_urn"):
-                bits.append(f"school URN {e['school_urn']}")
-            if e.get("la_code"):
-                bits.append(f"LA {e['la_code']}")
-            if e.get("kind") == "departure" and e.get("departure_country"):
-                bits.append(f"to {e['departure_country']}")
-            bits.append(f"matched on {e.get('match_basis') or 'names (not said)'}")
+        stored = CheckEvidence.read(c.evidence)
+        if stored.problem:
+            # Say so: an answer that cannot be read is not "nothing found".
+            facts.append(stored.problem)
+        for e in stored.items:
+            bits: list[str] = [e.kind]
+            if e.school_urn:
+                bits.append(f"school URN {e.school_urn}")
+            if e.la_code:
+                bits.append(f"LA {e.la_code}")
+            if e.kind == "departure" and e.departure_country:
+                bits.append(f"to {e.departure_country}")
+            bits.append(f"matched on {e.match_basis or 'names (not said)'}")
             facts.append(" ".join(bits))
         out.append(f"- **{name}** (round {c.round}): {c.outcome.value}"
                    + (f" — {'; '.join(facts)}" if facts else ""))

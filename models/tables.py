@@ -191,6 +191,8 @@ class Check(SQLModel, table=True):
     run_id: str | None = Field(default=None, max_length=64)
     fields_disclosed: list[str] = Field(default_factory=list, sa_type=JSON)
     outcome: CheckOutcome = Field(sa_type=_enum(CheckOutcome, 12))
+    # What the agency found: written and read only through connectors.CheckEvidence (README,
+    # "Evidence, stored and read typed"); this layer keeps JSON and does not know its shape.
     evidence: dict[str, Any] | None = Field(default=None, sa_type=JSON, repr=False)
     agency_reference: str | None = Field(default=None, max_length=80)
     expected_by: date | None = None

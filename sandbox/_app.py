@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._world import AGENCIES, FaultProfile, World, WorldChild
+from .asgi import read_body, replay_body
 
 __all__ = ["SeenRequest", "Sandbox", "asgi_transport"]
 
@@ -458,21 +459,9 @@ class FaultsAndLog:
         if agency is None:
             await self.app(scope, receive, send)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         self._record(agency, scope, body)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return {"type": "http.disconnect"}
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        replay = replay_body(body)
 
         sb = self.sb
         f = sb.faults.for_agency(agency)

@@ -47,7 +47,6 @@ from models import (
     Child,
     ClosureReason,
     NotificationChannel,
-    QuarantinedRecord,
     Referral,
     ReferralKind,
     School,
@@ -57,6 +56,7 @@ from models import (
 from tasks._common import event, initials, match_key, queue_message
 from tasks.intake import OPEN_STATUSES
 from tasks.lifecycle import Transition, change_status
+from tasks.quarantine import quarantine
 from tasks.school_updates import school_year_first_day
 
 __all__ = [
@@ -324,13 +324,14 @@ def import_marks(path: Path, cfg: AttendanceConfig) -> AttendanceReport:
     pupils = _Pupils()
     source = f"attendance:{path.name}"[:200]
     batch: list[_Row] = []
-    bad: list[QuarantinedRecord] = []
+    bad: list[tuple[int, str, list[str]]] = []  # (line number, raw row, reasons)
 
     def flush() -> None:
         with session_scope(cfg.db_url) as s:
             if batch:
                 _store(s, batch, pupils)
-            s.add_all(bad)
+            for line_no, raw, reasons in bad:
+                quarantine(s, source, line_no, raw, reasons)
         batch.clear()
         bad.clear()
 
@@ -339,9 +340,7 @@ def import_marks(path: Path, cfg: AttendanceConfig) -> AttendanceReport:
         row, problems = _parse(values, cols)
         if row is None:
             report.quarantined += 1
-            bad.append(QuarantinedRecord(source=source, line_no=line_no,
-                                         raw=json.dumps(values, ensure_ascii=False),
-                                         reasons=problems))
+            bad.append((line_no, json.dumps(values, ensure_ascii=False), problems))
         else:
             if row.code is None:
                 report.no_mark += 1

@@ -28,7 +28,13 @@ from models import (
     session_scope,
 )
 from tasks.decisions import refuse_unless_open
-from tasks.reports import concern_summary, concerns_of, evidence_rows, london_when
+from tasks.reports import (
+    concern_summary,
+    concerns_of,
+    evidence_rows,
+    evidence_school_urns,
+    london_when,
+)
 from tasks.worklist import WHY_TEXT, case_items
 
 __all__ = ["md_text", "render_case_report"]
@@ -88,8 +94,7 @@ def render_case_report(db_url: str, reference: str, *, today: date) -> str:
         raised = s.exec(select(SafeguardingConcern)
                         .where(SafeguardingConcern.referral_id == r.id)
                         .order_by(col(SafeguardingConcern.raised_at))).all()
-        urns = {str(raw.get("school_urn")) for c in checks if c.evidence
-                for raw in c.evidence.get("items", []) if raw.get("school_urn")}
+        urns = evidence_school_urns(checks)
         school_names = {sc.urn: sc.name for sc in s.exec(
             select(School).where(col(School.urn).in_(list(urns))))} if urns else {}
         concerns = concerns_of(r, raised)
@@ -138,19 +143,23 @@ def render_case_report(db_url: str, reference: str, *, today: date) -> str:
                   "address as held | departure | agency ref | when |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for f in found:
-            school_cell = (f"{f['school_urn']} {f['school_name'] or ''}".strip()
-                           if f["school_urn"] else None)
-            movement = (f"left {_when(f['departure_date'])} for {f['departure_country'] or '?'}"
-                        if f["departure_date"] else
-                        f"arrived {_when(f['arrival_date'])}" if f["arrival_date"] else
-                        f"CTF destination {f['ctf_destination']}" if f["ctf_destination"]
+            if f.problem:
+                lines.append(_row(f.round, f.agency, f"UNREADABLE: {f.problem}", None, None,
+                                  None, None, None, f.agency_reference, _when(f.checked_at)))
+                continue
+            school_cell = (f"{f.school_urn} {f.school_name or ''}".strip()
+                           if f.school_urn else None)
+            movement = (f"left {_when(f.departure_date)} for {f.departure_country or '?'}"
+                        if f.departure_date else
+                        f"arrived {_when(f.arrival_date)}" if f.arrival_date else
+                        f"CTF destination {f.ctf_destination}" if f.ctf_destination
                         else None)
-            what = f["kind"] + (f" ({f['address_type']})" if f["address_type"] else "") + (
-                ", SAFEGUARDING CONCERN" if f["safeguarding"] else "")
-            lines.append(_row(f["round"], f"{f['agency']} ({f['source'] or ''})".replace(" ()", ""),
-                              what, f"{f['how_matched']}, confidence {f['confidence']:.2f}",
-                              f["la_code"], school_cell, f["address"], movement,
-                              f["agency_reference"], _when(f["checked_at"])))
+            what = f.kind + (f" ({f.address_type})" if f.address_type else "") + (
+                ", SAFEGUARDING CONCERN" if f.safeguarding else "")
+            lines.append(_row(f.round, f"{f.agency} ({f.source or ''})".replace(" ()", ""),
+                              what, f"{f.how_matched}, confidence {f.confidence or 0.0:.2f}",
+                              f.la_code, school_cell, f.address, movement,
+                              f.agency_reference, _when(f.checked_at)))
     else:
         lines.append("No agency has found anything yet.")
     lines += ["", "## Timeline", "", "| when | what | rule | by |", "|---|---|---|---|"]

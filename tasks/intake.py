@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from models import (
     Child,
     ClosureReason,
     NotificationChannel,
-    QuarantinedRecord,
     Referral,
     ReferralIn,
     ReferralKind,
@@ -42,11 +41,10 @@ from tasks._common import event, initials, match_key, queue_message
 from tasks.import_files import (
     EXCERPT_BYTES,
     OversizedLine,
-    insert_ignoring_duplicate,
-    quarantine_key,
     read_lines,
 )
 from tasks.lifecycle import Transition, change_status
+from tasks.quarantine import quarantine
 from tasks.school_updates import school_year_first_day
 from tasks.tracing import raise_concern
 
@@ -99,31 +97,6 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, str | OversizedLine]]:
     :func:`tasks.import_files.read_lines`)."""
     with path.open("rb") as fh:
         yield from read_lines(fh, max_line_bytes=MAX_RECORD_BYTES)
-
-
-# Neither database keeps these in a text column (PostgreSQL refuses NUL; lone surrogates
-# cannot be encoded): a quarantined record must still be stored, so they become U+FFFD, as
-# undecodable bytes in a file already do.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _storable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)
-
-
-def _quarantine(session: Session, source: str, line_no: int | None, raw: str,
-                reasons: list[str], ref: str | None, *, raw_sha256: str | None = None) -> None:
-    """Keep the record with its reasons: one row per line of a source, so a re-import or a
-    re-run after a crash adds nothing (README, Guarantees: re-imports are honest)."""
-    source = _storable(source)[:200]
-    digest = raw_sha256 or hashlib.sha256(raw.encode("utf-8", errors="replace")).hexdigest()
-    insert_ignoring_duplicate(session, QuarantinedRecord, "record_key", {
-        "source": source, "line_no": line_no, "raw": _storable(raw),
-        "reasons": [_storable(r) for r in reasons],
-        "mendix_reference": _storable(ref)[:40] if ref else None,
-        "raw_sha256": digest, "record_key": quarantine_key(source, line_no, digest),
-        "received_at": datetime.now(UTC),
-    })
 
 
 def _loose_reference(raw: str) -> str | None:
@@ -377,13 +350,13 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
                                 hashlib.sha256(data).hexdigest(), len(data), MAX_RECORD_BYTES)
     if isinstance(raw, OversizedLine):
         # Refused before parsing; only a bounded excerpt and the whole line's hash are kept.
-        _quarantine(session, source, line_no, raw.excerpt, [raw.reason()],
+        quarantine(session, source, line_no, raw.excerpt, [raw.reason()],
                     _excerpt_reference(raw.excerpt), raw_sha256=raw.sha256)
         report.quarantined += 1
         return
     rec, problems = _parse(raw)
     if rec is None:
-        _quarantine(session, source, line_no, raw, problems, _loose_reference(raw))
+        quarantine(session, source, line_no, raw, problems, _loose_reference(raw))
         report.quarantined += 1
         return
     existing = session.exec(
@@ -395,7 +368,7 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
     try:
         category, reason, team = _classify(rec)
     except ValueError as exc:  # e.g. an unknown attendance code; the message names the code
-        _quarantine(session, source, line_no, raw, [f"attendance: {exc}"], rec.mendix_reference)
+        quarantine(session, source, line_no, raw, [f"attendance: {exc}"], rec.mendix_reference)
         report.quarantined += 1
         return
 
@@ -527,7 +500,7 @@ def ingest_records(records: Iterable[tuple[int | None, str | OversizedLine]], *,
             except Exception as exc:  # noqa: BLE001 - keep the record, say what went wrong
                 nested.rollback()
                 text = raw.excerpt if isinstance(raw, OversizedLine) else raw
-                _quarantine(session, source, line_no, text,
+                quarantine(session, source, line_no, text,
                             [f"(record): could not be stored ({type(exc).__name__})"],
                             _loose_reference(text),
                             raw_sha256=raw.sha256 if isinstance(raw, OversizedLine) else None)
@@ -542,7 +515,3 @@ def ingest_batch(records: list[tuple[int | None, str | OversizedLine]], source: 
                  cfg: IntakeConfig) -> IntakeReport:
     """Prefect task: one batch of raw records (a few hundred) into the case database."""
     return ingest_records(records, source=source, cfg=cfg)
-
-
-def today_london() -> date:
-    return policy.london_date(datetime.now(UTC))

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from connectors import Evidence
+from connectors import CheckEvidence
 from models import (
     CaseEvent,
     CaseStatus,
@@ -56,6 +56,7 @@ __all__ = [
     "ConnectorDisclosures",
     "DisclosureAudit",
     "DisclosureRow",
+    "EvidenceRow",
     "NotificationRow",
     "Outbox",
     "QuarantineRow",
@@ -66,6 +67,7 @@ __all__ = [
     "count_cases",
     "disclosure_audit",
     "evidence_rows",
+    "evidence_school_urns",
     "list_cases",
     "list_outbox",
     "list_quarantined",
@@ -201,6 +203,37 @@ class CheckRow:
 
 
 @dataclass(frozen=True)
+class EvidenceRow:
+    """One piece of evidence an agency gave, as the case report and ``cme case`` show it.
+
+    ``address`` (the address the agency holds, with town and postcode) is personal data.
+    ``problem`` is set, and the facts are empty, when the check's stored evidence does not
+    read (connectors.CheckEvidence): the row says so instead of showing nothing.
+    """
+
+    round: int
+    agency: str
+    checked_at: datetime
+    agency_reference: str | None
+    kind: str
+    source: str | None = None
+    how_matched: str | None = None
+    confidence: float | None = None
+    la_code: str | None = None
+    school_urn: str | None = None
+    school_name: str | None = None
+    address: str | None = None
+    address_type: str | None = None
+    date_seen: date | None = None
+    departure_date: date | None = None
+    arrival_date: date | None = None
+    departure_country: str | None = None
+    ctf_destination: str | None = None
+    safeguarding: bool = False
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class ConcernRow:
     """A safeguarding concern: who raised it (``school`` or an agency's name) and when."""
 
@@ -293,7 +326,7 @@ class CaseDetail:
     safeguarding: str = "no"
     #: What each agency found (tasks.reports.evidence_rows). Personal data (the addresses
     #: agencies hold) is left out unless asked for: see ``case_detail(show_personal=...)``.
-    evidence: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[EvidenceRow] = field(default_factory=list)
     timeline: list[CaseEventRow] = field(default_factory=list)
     checks: list[CheckRow] = field(default_factory=list)
     notifications: list[NotificationRow] = field(default_factory=list)
@@ -302,10 +335,6 @@ class CaseDetail:
 def _initials(child: Child) -> str:
     first, last = child.forename.strip()[:1], child.surname.strip()[:1]
     return f"{first.upper() or '?'}.{last.upper() or '?'}."
-
-
-#: Evidence fields that are personal data: only with ``show_personal``.
-PERSONAL_EVIDENCE = ("address",)
 
 
 def case_detail(db_url: str, reference: str, *, today: date,
@@ -344,14 +373,13 @@ def case_detail(db_url: str, reference: str, *, today: date,
         concerns = concerns_of(referral, session.exec(
             select(SafeguardingConcern).where(SafeguardingConcern.referral_id == referral.id)
             .order_by(col(SafeguardingConcern.raised_at), col(SafeguardingConcern.id))).all())
-        urns = {str(raw.get("school_urn")) for c in checks if c.evidence
-                for raw in c.evidence.get("items", []) if raw.get("school_urn")}
+        urns = evidence_school_urns(checks)
         names = {sc.urn: sc.name for sc in session.exec(
             select(School).where(col(School.urn).in_(list(urns))))} if urns else {}
         evidence = evidence_rows(checks, names)
         if not show_personal:
-            evidence = [{k: (None if k in PERSONAL_EVIDENCE else v) for k, v in e.items()}
-                        for e in evidence]
+            # The addresses agencies hold are the personal data of evidence (EvidenceRow).
+            evidence = [dataclasses.replace(e, address=None) for e in evidence]
         return CaseDetail(
             reference=referral.mendix_reference,
             kind=str(referral.kind),
@@ -409,28 +437,38 @@ def _notification_row(n: Notification, reference: str | None) -> NotificationRow
     )
 
 
-def evidence_rows(checks: Iterable[Check], school_names: dict[str, str]
-                  ) -> list[dict[str, Any]]:
+def evidence_school_urns(checks: Iterable[Check]) -> set[str]:
+    """The URNs of the schools the agencies named in these checks' evidence."""
+    return {e.school_urn for c in checks for e in CheckEvidence.read(c.evidence).items
+            if e.school_urn}
+
+
+def evidence_rows(checks: Iterable[Check], school_names: dict[str, str]) -> list[EvidenceRow]:
     """What each agency found, one row per piece of evidence (personal data: the addresses
-    agencies hold). ``school_names``: URN → school name, where the school is known."""
-    out: list[dict[str, Any]] = []
+    agencies hold), read through connectors.CheckEvidence; a check whose stored evidence
+    does not read gives one row with its ``problem``. ``school_names``: URN → school name,
+    where the school is known."""
+    out: list[EvidenceRow] = []
     for c in checks:
-        items = (c.evidence or {}).get("items", []) if c.evidence else []
-        for raw in items:
-            e = Evidence.model_validate(raw)
-            out.append({
-                "round": c.round, "agency": c.connector, "checked_at": c.checked_at,
-                "agency_reference": c.agency_reference, "kind": e.kind, "source": e.source,
-                "how_matched": e.match_basis or "not said (read as demographic)",
-                "confidence": e.confidence, "la_code": e.la_code, "school_urn": e.school_urn,
-                "school_name": school_names.get(e.school_urn or ""),
-                "address": ", ".join(x for x in (e.address, e.town, e.postcode) if x) or None,
-                "address_type": e.address_type, "date_seen": e.date_seen,
-                "departure_date": e.departure_date if e.kind == "departure" else None,
-                "arrival_date": e.departure_date if e.kind == "arrival" else None,
-                "departure_country": e.departure_country,
-                "ctf_destination": e.ctf_destination, "safeguarding": e.safeguarding,
-            })
+        stored = CheckEvidence.read(c.evidence)
+        if stored.problem:
+            out.append(EvidenceRow(round=c.round, agency=c.connector, checked_at=c.checked_at,
+                                   agency_reference=c.agency_reference, kind="unreadable",
+                                   problem=stored.problem))
+        for e in stored.items:
+            out.append(EvidenceRow(
+                round=c.round, agency=c.connector, checked_at=c.checked_at,
+                agency_reference=c.agency_reference, kind=e.kind, source=e.source,
+                how_matched=e.match_basis or "not said (read as demographic)",
+                confidence=e.confidence, la_code=e.la_code, school_urn=e.school_urn,
+                school_name=school_names.get(e.school_urn or ""),
+                address=", ".join(x for x in (e.address, e.town, e.postcode) if x) or None,
+                address_type=e.address_type, date_seen=e.date_seen,
+                departure_date=e.departure_date if e.kind == "departure" else None,
+                arrival_date=e.departure_date if e.kind == "arrival" else None,
+                departure_country=e.departure_country,
+                ctf_destination=e.ctf_destination, safeguarding=e.safeguarding,
+            ))
     return out
 
 

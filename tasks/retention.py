@@ -238,15 +238,3 @@ def _anonymise_child(child: Child) -> bool:
     child.parents = []
     child.match_key = key
     return True
-
-
-# Prefect adapter for the monthly deployment: the core above stays Prefect-free.
-from prefect import task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-
-@task(name="apply-retention", cache_policy=NO_CACHE, persist_result=False)
-def retention_task(db_url: str, *, now: datetime, years: int, dry_run: bool = False
-                   ) -> RetentionReport:
-    """:func:`apply_retention` as a Prefect task (its result holds counts only)."""
-    return apply_retention(db_url, now=now, years=years, dry_run=dry_run)

@@ -22,15 +22,14 @@ from typing import Any
 import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 import policy
 from connectors import (
     AgencyEnvironment,
+    CheckEvidence,
     Connector,
     Enquiry,
-    Evidence,
     TraceSubject,
     load_enabled,
     run_connector,
@@ -76,6 +75,10 @@ __all__ = [
 
 #: ``connector_version`` of a check an officer typed in (``record-agency-response``).
 OFFICER_RECORDED = "officer"
+
+#: ``error_code`` of an answer carried into a round whose stored evidence does not read
+#: (connectors.CheckEvidence): the next round asks the agency again.
+UNREADABLE_EVIDENCE = "evidence_unreadable"
 
 #: Cases the nightly run looks at (when due): every open status (policy.OPEN_STATUSES, in
 #: the graph's order). Closed cases are never traced.
@@ -241,8 +244,7 @@ def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, cfg: TraceCon
         "traced_on": cfg.today,
         "fields_disclosed": list(o.disclosed_fields),
         "outcome": CheckOutcome(res.outcome.value),
-        "evidence": {"items": [e.model_dump(mode="json") for e in res.evidence]}
-        if res.evidence else None,
+        "evidence": CheckEvidence.column(res.evidence),
         "agency_reference": res.agency_reference,
         "expected_by": res.expected_by,
         "error_kind": res.error_kind,
@@ -303,14 +305,20 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
                 to_poll.append(Enquiry(r.mendix_reference, prev.agency_reference))
             elif prev is not None and prev.outcome in (CheckOutcome.FOUND, CheckOutcome.NOT_FOUND):
                 # A formal request is answered once; carry the answer into this round
-                # without asking again (nothing disclosed).
+                # without asking again (nothing disclosed). An answer whose stored evidence
+                # does not read is carried as an error, so the next round asks about the
+                # same enquiry again instead of deciding on what cannot be read.
+                stored = CheckEvidence.read(prev.evidence)
                 carried.append({
                     "referral_id": r.id, "connector": connector_name,
                     "connector_version": prev.connector_version, "round": rounds[r.id],
                     "run_id": cfg.run_id, "traced_on": cfg.today, "fields_disclosed": [],
-                    "outcome": prev.outcome,
-                    "evidence": prev.evidence, "agency_reference": prev.agency_reference,
-                    "expected_by": prev.expected_by, "error_kind": None, "error_code": None,
+                    "outcome": prev.outcome if stored.readable else CheckOutcome.ERROR,
+                    "evidence": CheckEvidence.column(stored.items),
+                    "agency_reference": prev.agency_reference,
+                    "expected_by": prev.expected_by,
+                    "error_kind": None if stored.readable else "permanent",
+                    "error_code": None if stored.readable else UNREADABLE_EVIDENCE,
                     "checked_at": datetime.now(UTC),
                 })
             else:
@@ -376,11 +384,13 @@ async def trace_chunk(connector_name: str, referral_ids: list[int], cfg: TraceCo
 
 def policy_results(chk: Check, official: frozenset[str]) -> tuple[policy.CheckResult, ...]:
     """A recorded check as the rulebook's results: every finding, read back through the
-    typed :class:`connectors.Evidence` model (none is dropped)."""
-    items = (chk.evidence or {}).get("items", []) if chk.evidence else []
-    evidence = [Evidence.model_validate(item) for item in items]
+    typed :class:`connectors.CheckEvidence` model (none is dropped). A found answer whose
+    stored evidence does not read is an error for the rulebook: it waits for that agency and
+    decides nothing on it."""
+    stored = CheckEvidence.read(chk.evidence)
+    outcome = chk.outcome.value if stored.readable else policy.CheckOutcome.ERROR
     return policy.results_from_evidence(
-        chk.connector, chk.outcome.value, evidence, expected_by=chk.expected_by,
+        chk.connector, outcome, stored.items, expected_by=chk.expected_by,
         official=chk.connector in official,
     )
 
@@ -587,15 +597,3 @@ def raise_concern(s: Session, r: Referral, source: str, duty_inbox: str,
 def decide_chunk(referral_ids: list[int], cfg: TraceConfig, chunk_no: int = 0) -> DecideReport:
     """Prefect task: decide one chunk (one transaction: status, events, outbox rows)."""
     return decide_referrals(referral_ids, cfg)
-
-
-def count_open(db_url: str) -> int:
-    with Session(get_engine(db_url)) as s:
-        return int(s.exec(select(func.count()).select_from(Referral)
-                          .where(col(Referral.status).in_(TRACEABLE))).one())
-
-
-def ids_to_refs(db_url: str, ids: Iterable[int]) -> list[str]:
-    with Session(get_engine(db_url)) as s:
-        return list(s.exec(select(Referral.mendix_reference)
-                           .where(col(Referral.id).in_(list(ids)))))

@@ -207,6 +207,22 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_kept(
     assert bad_upn in kept[0].raw and bad_upn not in " ".join(kept[0].reasons)
 
 
+def test_a_reimported_file_keeps_one_quarantine_row_per_bad_line(
+        db: str, tmp_path: Path) -> None:
+    # The same quarantine as referral intake (tasks/quarantine.py): one row per line of a
+    # source, so importing the file again, or again after a crash, adds none.
+    rows = [*marks(upn(1), school_days(SPRING, 1), "N"),
+            [upn(3), "11600", "2026-01-05", "AM", "N", "", "", "", "", ""],
+            [upn(3), "116001", "2026-01-05", "AM", "QQ", "", "", "", "", ""]]
+    path = write(tmp_path / "again.csv", rows)
+    run(db, path)
+    run(db, path, batch_size=1)
+    with Session(get_engine(db)) as s:
+        kept = s.exec(select(QuarantinedRecord).order_by(col(QuarantinedRecord.line_no))).all()
+    assert [q.line_no for q in kept] == [4, 5]
+    assert all(q.record_key and q.raw_sha256 for q in kept)
+
+
 def test_a_file_without_a_required_column_is_refused_and_nothing_stored(
         db: str, tmp_path: Path) -> None:
     path = write(tmp_path / "x.csv", [[upn(1), "2026-01-05", "AM", "N"]],

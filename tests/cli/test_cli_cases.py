@@ -11,10 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
-from cme.cli import app
 from models import (
     CaseEvent,
     CaseOutcome,
@@ -33,6 +30,7 @@ from models import (
     Template,
     session_scope,
 )
+from tests.cli.clikit import cli_env, cme
 
 # Synthetic people only: distinctive values that must never leak into list output.
 FORENAME, SURNAME = "Zebedee", "Quillfeather"
@@ -46,8 +44,6 @@ RAW_CANARY = "Bartholomew Snapdragon"
 
 OPEN_REF, CLOSED_REF, OVERDUE_REF = "CME-2025-000101", "CME-2025-000102", "CME-2025-000103"
 T = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
-
-runner = CliRunner()
 
 
 def seed(url: str) -> None:
@@ -142,13 +138,7 @@ def seed(url: str) -> None:
 @pytest.fixture
 def seeded(clean_db: str, workdir: Path) -> dict[str, str]:
     seed(clean_db)
-    return {"CME_DATABASE_URL": clean_db, "COLUMNS": "250"}
-
-
-def cme(env: dict[str, str], *args: str) -> Result:
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
+    return cli_env(clean_db, columns=250)
 
 
 def cme_subprocess(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

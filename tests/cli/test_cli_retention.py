@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from sqlmodel import SQLModel, col, select
-from typer.testing import CliRunner
 
 from cme.cli import app
 from models import (
@@ -42,6 +41,8 @@ from tasks.retention import (
     apply_retention,
     retention_cutoff,
 )
+from tests.cli import clikit
+from tests.cli.clikit import cli_env, runner
 
 NOW = datetime(2033, 6, 1, 12, 0, tzinfo=UTC)  # cut-off for 6 years: 2027-06-01 12:00
 YEARS = 6
@@ -51,8 +52,6 @@ OLD, RECENT, OPEN_OLD, REOPENED = ("CME-2026-000001", "CME-2032-000002", "CME-20
 SHARED_OLD, SHARED_OPEN = "CME-2025-000005", "CME-2033-000006"
 SIBLING_OLD, SIBLING_RECENT = "CME-2026-000007", "CME-2031-000008"
 UNDATED = "CME-2020-000009"
-
-runner = CliRunner()
 
 
 def utc(y: int, m: int, d: int) -> datetime:
@@ -331,13 +330,11 @@ def test_cutoff_counts_calendar_years_from_closure() -> None:
 def live_db(clean_db: str, workdir: Path) -> dict[str, str]:
     """The same cases, dated relative to the real clock, for the CLI."""
     seed(clean_db, now=datetime.now(UTC))
-    return {"CME_DATABASE_URL": clean_db, "COLUMNS": "200"}
+    return cli_env(clean_db, columns=200)
 
 
 def cme(env: dict[str, str], *args: str) -> str:
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result.stdout
+    return clikit.cme(env, *args).stdout
 
 
 def test_cli_dry_run_prints_counts_and_changes_nothing(live_db: dict[str, str]) -> None:

@@ -25,6 +25,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox import AgencyFaults, FaultProfile, Sandbox, SeenRequest, World, agency_of, load_world
+from sandbox.asgi import read_body, replay_body
 
 #: The built-in connectors, and the sandbox's fault key for each (the same names).
 AGENCIES = ("other_la", "housing", "lpd", "dwp", "border_force")
@@ -224,13 +225,7 @@ class Tap:
             self.exchanges.clear()
             await _json_reply(send, 200, {"status": "ok"})
         elif path == "/_tap/config" and method == "PUT":
-            body = b""
-            more = True
-            while more:
-                message = await receive()
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-            cfg = json.loads(body)
+            cfg = json.loads(await read_body(receive))
             self.ctf_rate = float(cfg["ctf_rate"])
             self._rng = random.Random(int(cfg["seed"]))
             await _json_reply(send, 200, {"status": "ok"})
@@ -245,22 +240,10 @@ class Tap:
         if agency is None:
             await self.app(scope, receive, send)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         ex = Exchange(agency, scope["method"], scope["path"], body, time.monotonic())
         self.exchanges.append(ex)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # the real connection: a disconnect, eventually
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        replay = replay_body(body, then=receive)  # then the real connection: a disconnect
 
         corrupt = (agency == "lpd" and scope["path"].endswith("/lost-pupils/search")
                    and self.ctf_rate > 0 and self._rng.random() < self.ctf_rate)

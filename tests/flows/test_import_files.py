@@ -21,19 +21,9 @@ from sqlmodel import Session, select
 from models import QuarantinedRecord, Referral, get_engine
 from tasks.import_files import ImportFileError
 from tasks.intake import MAX_RECORD_BYTES, IntakeConfig, ingest_records, read_jsonl
+from tests.referral_records import referral_record
 
-RECORD = {
-    "mendix_reference": "CME-2026-930001",
-    "kind": "CME",
-    "received_at": "2026-11-23T10:00:00+00:00",
-    "school": {"urn": "116000", "name": "Test Primary", "la_code": "850",
-               "email": "office@school.example.org"},
-    "child": {"forename": "Zebedee", "surname": "Quillfeather", "dob": "2015-02-28"},
-    "on_roll": False,
-    "school_actions": [{"action": a, "date": "2026-11-20"} for a in
-                       ("phone_parents", "email_letter_or_visit", "contact_other_schools",
-                        "ask_peers")],
-}
+RECORD = referral_record("CME-2026-930001")
 
 
 @pytest.fixture

@@ -19,21 +19,10 @@ from models import (
     get_engine,
 )
 from tasks.intake import IntakeConfig, ingest_records
+from tests.referral_records import CHILD_WITH_UPN_AND_ADDRESS, referral_record
 
-BASE = {
-    "mendix_reference": "CME-2026-900001",
-    "kind": "CME",
-    "received_at": "2026-11-28T10:00:00+00:00",
-    "school": {"urn": "116000", "name": "Test Primary", "la_code": "850",
-               "email": "office@school.example.org"},
-    "child": {"upn": "H801200001001", "forename": "Zebedee", "surname": "Quillfeather",
-              "dob": "2015-02-28", "address": {"line1": "1 Synthetic Row",
-                                               "town": "Winchester", "postcode": "SO23 8UJ"}},
-    "on_roll": False,
-    "school_actions": [{"action": a, "date": "2026-11-20"} for a in
-                       ("phone_parents", "email_letter_or_visit", "contact_other_schools",
-                        "ask_peers")],
-}
+BASE = referral_record("CME-2026-900001", received_at="2026-11-28T10:00:00+00:00",
+                       child=CHILD_WITH_UPN_AND_ADDRESS)
 
 
 def rec(**changes: object) -> dict[str, object]:

@@ -18,22 +18,10 @@ from sqlmodel import Session, col, select
 from models import CaseEvent, NotificationStatus, QuarantinedRecord, Referral, get_engine
 from notifications import FileChannel, dispatch_pending
 from tasks.intake import IntakeConfig, IntakeReport, ingest_records, read_jsonl
+from tests.referral_records import CHILD_WITH_UPN_AND_ADDRESS, referral_record
 
-FIRST = {
-    "mendix_reference": "CME-2026-910001",
-    "kind": "CME",
-    "received_at": "2026-11-23T10:00:00+00:00",
-    "school": {"urn": "116000", "name": "Test Primary", "la_code": "850",
-               "email": "office@school.example.org"},
-    "child": {"upn": "H801200001001", "forename": "Zebedee", "surname": "Quillfeather",
-              "dob": "2015-02-28", "address": {"line1": "1 Synthetic Row",
-                                               "town": "Winchester", "postcode": "SO23 8UJ"}},
-    "parents": [{"name": "Ada Quillfeather", "relationship": "mother"}],
-    "on_roll": False,
-    "school_actions": [{"action": a, "date": "2026-11-20"} for a in
-                       ("phone_parents", "email_letter_or_visit", "contact_other_schools",
-                        "ask_peers")],
-}
+FIRST = referral_record("CME-2026-910001", child=CHILD_WITH_UPN_AND_ADDRESS,
+                        parents=[{"name": "Ada Quillfeather", "relationship": "mother"}])
 
 
 def second_school_referral() -> dict[str, object]:

@@ -73,6 +73,14 @@ def force(db_url: str, key: str, **values: Any) -> None:
         )
 
 
+def crashed_mid_send(db_url: str, key: str = "ack:CME-2026-0042", *,
+                     claimed_until: datetime | None = T0) -> None:
+    """Leave message ``key`` as a dispatcher that died while sending it leaves it:
+    ``sending``, one attempt made, its claim running until ``claimed_until``."""
+    force(db_url, key, status=NotificationStatus.sending, attempts=1,
+          next_attempt_at=claimed_until)
+
+
 class ScriptedChannel:
     """A channel whose sends follow a script: an exception to raise, or a provider id."""
 
@@ -333,13 +341,7 @@ async def test_crash_after_file_written_is_recovered_without_rewriting(
     )._message(_Row.of(row))
     name = await channel.send(msg)
     before = (tmp_path / name).stat().st_mtime_ns
-    force(
-        clean_db,
-        row.idempotency_key,
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=T0,
-    )
+    crashed_mid_send(clean_db, row.idempotency_key)
 
     report = await dispatch_pending(clean_db, channel, now=T0 + timedelta(minutes=30))
 
@@ -354,13 +356,7 @@ async def test_crash_before_file_written_is_sent_after_recovery(
     clean_db: str, tmp_path: Path
 ) -> None:
     queue(clean_db)
-    force(
-        clean_db,
-        "ack:CME-2026-0042",
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=None,
-    )
+    crashed_mid_send(clean_db, claimed_until=None)
     report = await dispatch_pending(clean_db, FileChannel(tmp_path), now=T0)
     [row] = rows(clean_db)
     assert report.sent == 1 and row.status is NotificationStatus.sent and row.attempts == 2
@@ -369,13 +365,7 @@ async def test_crash_before_file_written_is_sent_after_recovery(
 
 async def test_a_fresh_claim_of_another_dispatcher_is_not_recovered(clean_db: str) -> None:
     queue(clean_db)
-    force(
-        clean_db,
-        "ack:CME-2026-0042",
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=T0 + timedelta(minutes=10),
-    )
+    crashed_mid_send(clean_db, claimed_until=T0 + timedelta(minutes=10))
     channel = ScriptedChannel()
     report = await dispatch_pending(clean_db, channel, now=T0 + timedelta(minutes=2))
     assert channel.lookups == [] and channel.sends == []
@@ -388,13 +378,7 @@ async def test_crash_with_notify_is_looked_up_by_reference_and_not_resent(
     clean_db: str, respx_mock: respx.MockRouter
 ) -> None:
     queue(clean_db, channel=NotificationChannel.notify)
-    force(
-        clean_db,
-        "ack:CME-2026-0042",
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=T0,
-    )
+    crashed_mid_send(clean_db)
     lookup = respx_mock.get("/v2/notifications", params={"reference": "ack:CME-2026-0042"})
     lookup.respond(200, json={"notifications": [{"id": "n-77", "reference": "ack:CME-2026-0042"}]})
     post = respx_mock.post("/v2/notifications/email").respond(201, json={"id": "n-dup"})
@@ -417,13 +401,7 @@ async def test_crash_with_notify_not_found_is_sent_once(
     clean_db: str, respx_mock: respx.MockRouter
 ) -> None:
     queue(clean_db, channel=NotificationChannel.notify)
-    force(
-        clean_db,
-        "ack:CME-2026-0042",
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=T0,
-    )
+    crashed_mid_send(clean_db)
     lookup = respx_mock.get("/v2/notifications").respond(200, json={"notifications": []})
     post = respx_mock.post("/v2/notifications/email").respond(201, json={"id": "n-1"})
     channel = NotifyChannel(
@@ -441,13 +419,7 @@ async def test_crash_with_notify_lookup_down_waits_for_the_next_dispatch(
     clean_db: str, respx_mock: respx.MockRouter
 ) -> None:
     queue(clean_db, channel=NotificationChannel.notify)
-    force(
-        clean_db,
-        "ack:CME-2026-0042",
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=T0,
-    )
+    crashed_mid_send(clean_db)
     respx_mock.get("/v2/notifications").respond(503)
     post = respx_mock.post("/v2/notifications/email").respond(201, json={"id": "n-1"})
     channel = NotifyChannel(
@@ -466,13 +438,7 @@ async def test_crash_with_smtp_is_failed_for_an_officer_and_not_resent(
     clean_db: str, smtp_server
 ) -> None:
     queue(clean_db, channel=NotificationChannel.smtp)
-    force(
-        clean_db,
-        "ack:CME-2026-0042",
-        status=NotificationStatus.sending,
-        attempts=1,
-        next_attempt_at=T0,
-    )
+    crashed_mid_send(clean_db)
     channel = SmtpChannel(host=smtp_server.host, port=smtp_server.port)
 
     report = await dispatch_pending(clean_db, channel, now=T0 + timedelta(minutes=11))

@@ -41,6 +41,7 @@ from notifications import (
 from tasks.dispatch import DispatchConfig, dispatch_outbox
 from tasks.intake import IntakeConfig, ingest_records
 from tasks.worklist import Why, build_worklist
+from tests.referral_records import referral_record
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School"}
@@ -153,17 +154,7 @@ async def test_the_duty_inbox_is_told_through_the_outbox_folder_once_a_day(
                                                         NotificationStatus.sent)]
 
 
-REFERRAL = {
-    "mendix_reference": "CME-2026-920001", "kind": "CME",
-    "received_at": "2026-11-23T10:00:00+00:00",
-    "school": {"urn": "116000", "name": "Test Primary", "la_code": "850",
-               "email": "office@school.example.org"},
-    "child": {"forename": "Zebedee", "surname": "Quillfeather", "dob": "2015-02-28"},
-    "on_roll": False,
-    "school_actions": [{"action": a, "date": "2026-11-20"} for a in
-                       ("phone_parents", "email_letter_or_visit", "contact_other_schools",
-                        "ask_peers")],
-}
+REFERRAL = referral_record("CME-2026-920001")
 
 
 async def test_cme_outbox_retry_requeues_failed_messages_and_the_worklist_shows_them(
