@@ -44,15 +44,19 @@ from models import (
     get_engine,
     session_scope,
 )
-from policy import london_date
+from policy import london_date, reopened_status
 from tasks._common import event
 from tasks.case_report import render_case_report
 from tasks.decisions import CaseRefused, Choice, apply_officer_decision
 from tasks.dispatch import dispatch_task
+from tasks.lifecycle import StatusChangeRefused, Transition, change_status
 from tasks.tracing import OFFICER_RECORDED, decide_referrals, raise_concern
 
-__all__ = ["case_report", "close_case", "decide_case", "normalise_reference",
-           "record_agency_response", "trace_referral"]
+__all__ = ["REOPEN_FLOW", "case_report", "close_case", "decide_case", "normalise_reference",
+           "record_agency_response", "reopen_case", "trace_referral"]
+
+#: The officer's flow (and deployment) that reopens a closed case; named in refusals.
+REOPEN_FLOW = "reopen-case"
 
 
 class WordsEnum(StrEnum):
@@ -197,8 +201,8 @@ async def trace_referral(
         if r is None:
             return refused(why or "")
         if r.status is CaseStatus.CLOSED:
-            return refused(f"Case {r.mendix_reference} is closed: reopen it (Reopen case) "
-                            "before tracing")
+            return refused(f"Case {r.mendix_reference} is closed: reopen it with "
+                           f"{REOPEN_FLOW} before tracing")
         ref = r.mendix_reference
     names = [AgencyToAsk(c).code for c in connectors] or None
     summary = await run_nightly(references=[ref], force=force, connectors=names, publish=False)
@@ -357,7 +361,12 @@ async def record_agency_response(
         if r.tracing_rounds + 1 < round_:
             r.tracing_rounds = round_ - 1
     started = datetime.now(UTC)
-    report = decide_referrals([rid], trace_config(today, settings))
+    try:
+        report = decide_referrals([rid], trace_config(today, settings))
+    except StatusChangeRefused as exc:
+        # The answer is recorded (its own transaction); the decision the graph refused is
+        # not, and the officer is told in one line.
+        return refused(str(exc))
     await dispatch_task(dispatch_config(settings))
     from flows.waiting import start_waiting
 
@@ -419,7 +428,7 @@ async def officer_decides(reference: str, decision: OfficerDecision | str,
         done = apply_officer_decision(
             cfg, ref, choice, DecisionReason(reason).code, la_code=la, note=note.strip(),
             expect_proposal=CaseOutcome(expect_proposal) if expect_proposal else None)
-    except CaseRefused as exc:
+    except (CaseRefused, StatusChangeRefused) as exc:
         return refused(str(exc))
     from flows.waiting import cancel_waiting
 
@@ -507,16 +516,76 @@ async def close_case(
         closure = (ClosureReason.other if reason is CloseReason.safeguarding_handled
                    else ClosureReason(reason.code))
         before = r.status.value
-        r.status = CaseStatus.CLOSED
-        r.closure_reason = closure
-        r.closed_at = datetime.now(UTC)
-        r.next_check_due = None
-        r.proposed_outcome, r.proposed_at, r.proposal_findings = None, None, []
-        event(s, r.id or 0, "closed",
-              f"Closed by an officer ({reason.code}); was {before}"
-              + (f". Note: {note.strip()}" if note.strip() else ""), actor="officer")
+        change_status(s, r, Transition.CLOSE, closure_reason=closure, actor="officer",
+                      line=("closed", f"Closed by an officer ({reason.code}); was {before}"
+                            + (f". Note: {note.strip()}" if note.strip() else "")))
     await refresh_worklist()
     return {"reference": ref, "status": "closed", "changed": True}
+
+
+# --- reopen-case ------------------------------------------------------------------------
+
+
+class ReopenReason(WordsEnum):
+    missing_again = "The child is missing education again"
+    new_information = "New information: the case needs tracing again"
+    closed_by_mistake = "The case was closed by mistake"
+    other = "Other (say why in the note)"
+
+
+ReopenChoice = choice_of(ReopenReason)
+
+
+@flow(name="reopen-case", flow_run_name=_named("reopen"), persist_result=False)
+async def reopen_case(
+    reference: str = reference_field(),
+    reason: ReopenChoice = form(..., "Why reopen it", "Why the case is opened again."),
+    note: str = note_field(),
+) -> dict[str, Any] | State:
+    """Reopen a closed case: tracing resumes tonight (or now, with Trace one case). A case
+    with a safeguarding concern on record reopens as escalated, for a person to act on.
+
+    Args:
+        reference: The case's reference, e.g. CME-2026-000123.
+        reason: Why the case is opened again.
+        note: A short note for the timeline. Do not type names, dates of birth or addresses.
+    """
+    settings = get_settings()
+    reason = ReopenReason(reason)
+    with session_scope(settings.database_url) as s:
+        r, why = check_case(s, reference)
+        if r is None:
+            return refused(why or "")
+        ref = r.mendix_reference
+        if problem := note_problem(note):
+            return refused(problem)
+        if reason is ReopenReason.other and not note.strip():
+            return refused("Say in the note why the case is reopened (no names, dates of "
+                           "birth or addresses)")
+        if r.duplicate_of_id is not None:
+            # Two open cases for one child would trace the child twice (README, "The case
+            # data model"): the case it was linked to carries the tracing.
+            kept = s.get(Referral, r.duplicate_of_id)
+            return refused(f"Case {ref} is a duplicate of case "
+                           f"{kept.mendix_reference if kept else '(unknown)'}: reopen or "
+                           "trace that case instead")
+        concern = r.safeguarding_concern or s.exec(
+            select(SafeguardingConcern.id)
+            .where(SafeguardingConcern.referral_id == r.id)).first() is not None
+        to = reopened_status(concern_recorded=concern)
+        was = r.closure_reason.value if r.closure_reason else "no reason recorded"
+        try:
+            change_status(
+                s, r, Transition.REOPEN, to=to, actor="officer", today=_today(),
+                line=("reopened", f"Reopened by an officer ({reason.code}); it was closed "
+                      f"({was}); tracing resumes"
+                      + ("; a safeguarding concern is on record: escalated for a person"
+                         if to is CaseStatus.ESCALATED else "")
+                      + (f". Note: {note.strip()}" if note.strip() else "")))
+        except StatusChangeRefused as exc:
+            return refused(f"{exc}: only a closed case can be reopened")
+    await refresh_worklist()
+    return {"reference": ref, "status": to.value, "changed": True}
 
 
 # --- case-report ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from models import (
 )
 from tasks._common import event, initials, match_key, queue_message
 from tasks.intake import OPEN_STATUSES
+from tasks.lifecycle import Transition, change_status
 from tasks.quarantine import quarantine
 from tasks.school_updates import school_year_first_day
 
@@ -383,16 +384,11 @@ def _returned(session: Session, p: AttendancePupil, case: Referral, cfg: Attenda
                   rule="attendance_return")
             report.returned_escalated += 1
         return
-    event(session, rid, "returned",
-          f"The register shows the pupil back in school on {back.isoformat()}; case closed",
-          rule="attendance_return")
-    case.status = CaseStatus.CLOSED
+    change_status(session, case, Transition.CLOSE_BY_RULE,
+                  closure_reason=ClosureReason.returned_to_school, rule="attendance_return",
+                  line=("returned", f"The register shows the pupil back in school on "
+                        f"{back.isoformat()}; case closed"))
     case.outcome = CaseOutcome.RETURNED_TO_SCHOOL
-    case.closure_reason = ClosureReason.returned_to_school
-    case.closed_at = datetime.now(UTC)
-    case.next_check_due = None
-    case.proposed_outcome, case.proposed_at, case.proposal_findings = None, None, []
-    case.updated_at = datetime.now(UTC)
     p.watch_from = back
     report.returned_closed += 1
 

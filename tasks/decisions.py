@@ -27,6 +27,7 @@ from models import (
     session_scope,
 )
 from tasks._common import event
+from tasks.lifecycle import Transition
 from tasks.tracing import TraceConfig, case_facts, latest_results, record_decision
 
 __all__ = ["CaseRefused", "Choice", "Outcome", "apply_officer_decision", "proposal_of",
@@ -158,5 +159,6 @@ def apply_officer_decision(cfg: TraceConfig, reference: str, choice: Choice, rea
               f"Officer's decision: {choice.value} (reason: {reason})"
               + (f". Note: {note}" if note else ""), rule="officer_decision", actor="officer")
         queued = record_decision(s, r, child, school, d, cfg, channel,
-                                 heading="Officer's decision", actor="officer")
+                                 heading="Officer's decision", actor="officer",
+                                 transition=Transition.RECORD_OFFICER_ANSWER)
         return Outcome(reference, r.status.value, queued)

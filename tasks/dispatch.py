@@ -25,7 +25,6 @@ from sqlmodel import col, select
 
 from cme.secrets import SecretBlockError
 from models import (
-    CaseStatus,
     Notification,
     NotificationChannel,
     NotificationStatus,
@@ -41,7 +40,7 @@ from notifications import (
     queue_notification,
 )
 from policy import london_date
-from tasks._common import event
+from tasks.lifecycle import Transition, change_status
 
 __all__ = ["DispatchConfig", "dispatch_outbox", "dispatch_task", "mark_acknowledged"]
 
@@ -77,9 +76,8 @@ def mark_acknowledged(db_url: str) -> int:
         ).all()
         for r, note in rows:
             r.acknowledged_at = note.sent_at or datetime.now(UTC)
-            if r.status is CaseStatus.RECEIVED:
-                r.status = CaseStatus.ACKNOWLEDGED
-            event(s, r.id or 0, "acknowledged", "Acknowledgement sent to the school")
+            change_status(s, r, Transition.ACKNOWLEDGE,
+                          line=("acknowledged", "Acknowledgement sent to the school"))
             n += 1
     return n
 

@@ -6,12 +6,11 @@ match is left to a person (:mod:`tasks.intake`), with both cases traced meanwhil
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlmodel import select
 
 from models import CaseStatus, ClosureReason, Referral, session_scope
 from tasks._common import event
+from tasks.lifecycle import StatusChangeRefused, Transition, change_status
 
 __all__ = ["DuplicateDecisionError", "settle_possible_duplicate"]
 
@@ -50,13 +49,13 @@ def settle_possible_duplicate(db_url: str, reference: str, *, same_child: bool) 
                 "if it should not be traced")
         r.possible_duplicate_of_id = None
         r.duplicate_of_id = other.id
-        r.status = CaseStatus.CLOSED
-        r.closure_reason = ClosureReason.duplicate
-        r.closed_at = r.updated_at = datetime.now(UTC)
-        r.next_check_due = None
-        event(s, r.id, "duplicate",
-              f"An officer decided this is the same child as open case "
-              f"{other.mendix_reference}; linked to it and closed", actor="officer")
+        try:
+            change_status(s, r, Transition.CLOSE, closure_reason=ClosureReason.duplicate,
+                          actor="officer",
+                          line=("duplicate", f"An officer decided this is the same child as "
+                                f"open case {other.mendix_reference}; linked to it and closed"))
+        except StatusChangeRefused as exc:
+            raise DuplicateDecisionError(str(exc)) from None
         event(s, other.id, "duplicate_linked",
               f"An officer linked referral {reference} to this case (the same child)",
               actor="officer")

@@ -43,24 +43,15 @@ from tasks.import_files import (
     OversizedLine,
     read_lines,
 )
+from tasks.lifecycle import Transition, change_status
 from tasks.quarantine import quarantine
 from tasks.school_updates import school_year_first_day
 from tasks.tracing import raise_concern
 
 __all__ = ["IntakeConfig", "IntakeReport", "ingest_batch", "ingest_records", "read_jsonl"]
 
-OPEN_STATUSES = (
-    CaseStatus.RECEIVED,
-    CaseStatus.ACKNOWLEDGED,
-    CaseStatus.TRACING,
-    CaseStatus.AWAITING_RESPONSE,
-    CaseStatus.NEEDS_REVIEW,
-    CaseStatus.ESCALATED,
-    CaseStatus.WHEREABOUTS_UNKNOWN,
-    CaseStatus.LEFT_UK,
-    CaseStatus.LOCATED,
-    CaseStatus.TRANSFERRED,
-)
+#: A child's open case is one in any status but closed (policy.OPEN_STATUSES).
+OPEN_STATUSES = tuple(st for st in CaseStatus if st in policy.OPEN_STATUSES)
 MAX_RECORD_BYTES = 256 * 1024
 
 
@@ -340,13 +331,12 @@ def _raise_safeguarding(session: Session, referral: Referral, cfg: IntakeConfig,
                         report: IntakeReport) -> None:
     """The school's concern goes to a person: the case is escalated (a closed one reopens
     as escalated: a concern is never decided away) and the duty inbox gets one task."""
-    if referral.status is CaseStatus.CLOSED:
-        event(session, referral.id or 0, "reopened",
-              "Reopened: the school raised a safeguarding concern on a closed case",
-              rule="safeguarding")
-        referral.closed_at = None
-        referral.closure_reason = None
-    referral.status = CaseStatus.ESCALATED
+    # raise_concern writes the concern's own timeline line; a closed case also gets one
+    # saying it was reopened.
+    reopened = ("reopened", "Reopened: the school raised a safeguarding concern on a closed "
+                "case") if referral.status is CaseStatus.CLOSED else None
+    change_status(session, referral, Transition.RAISE_CONCERN, line=reopened,
+                  rule="safeguarding")
     raise_concern(session, referral, "school", cfg.duty_inbox, NotificationChannel(cfg.channel))
     report.safeguarding += 1
 
@@ -435,11 +425,10 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
                   f"the case stays open for a person; school signposted to {team or 'no team'}")
             _raise_safeguarding(session, referral, cfg, report)
         else:
-            referral.status = CaseStatus.CLOSED
-            referral.closure_reason = ClosureReason.not_cme
-            referral.closed_at = datetime.now(UTC)
-            event(session, rid, "not_cme",
-                  f"Not CME/PMOOE ({reason}); school signposted to {team or 'no team'}")
+            change_status(session, referral, Transition.CLOSE_BY_RULE,
+                          closure_reason=ClosureReason.not_cme,
+                          line=("not_cme", f"Not CME/PMOOE ({reason}); school signposted to "
+                                f"{team or 'no team'}"))
         personalisation: dict[str, Any] = {**common, "reason": reason}
         if team:
             personalisation["signpost_team"] = team
@@ -454,12 +443,10 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
 
     if open_case is not None:
         referral.duplicate_of_id = open_case.id
-        referral.status = CaseStatus.CLOSED
-        referral.closure_reason = ClosureReason.duplicate
-        referral.closed_at = datetime.now(UTC)
-        referral.next_check_due = None
-        event(session, rid, "duplicate",
-              f"Same child as open case {open_case.mendix_reference}; linked to it")
+        change_status(session, referral, Transition.CLOSE_BY_RULE,
+                      closure_reason=ClosureReason.duplicate,
+                      line=("duplicate", f"Same child as open case "
+                            f"{open_case.mendix_reference}; linked to it"))
         event(session, open_case.id or 0, "duplicate_linked",
               f"Another referral {ref} received for this child (school URN {school.urn})")
         if rec.safeguarding_concern and not open_case.safeguarding_concern:

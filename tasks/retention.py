@@ -52,6 +52,7 @@ from models import (
     Referral,
     get_engine,
 )
+from tasks.lifecycle import Transition, change_status
 
 __all__ = ["REDACTED", "RETENTION_EVENT", "RetentionReport", "apply_retention",
            "retention_cutoff"]
@@ -146,12 +147,10 @@ def _apply(session: Session, *, now: datetime, cutoff: datetime, years: int, dry
             {k: v for k, v in a.items() if k in ("action", "date")}
             for a in referral.school_actions
         ]
-        referral.updated_at = now
+        change_status(session, referral, Transition.ANONYMISE, actor=ACTOR, at=now,
+                      line=(RETENTION_EVENT, f"anonymised under retention policy (closed "
+                            f"more than {years} years ago)"))
         session.add(referral)
-        session.add(CaseEvent(
-            referral_id=referral.id, at=now, kind=RETENTION_EVENT, actor=ACTOR,
-            text=f"anonymised under retention policy (closed more than {years} years ago)",
-        ))
 
     children_anonymised = children_kept = 0
     for child_id in sorted({r.child_id for r in due}):

@@ -55,6 +55,7 @@ from models import (
 )
 from tasks._agencies import agency_transport, connector_overrides, environment
 from tasks._common import event, initials, insert_ignoring_duplicates, queue_message
+from tasks.lifecycle import Transition, change_status
 
 __all__ = [
     "ChunkReport",
@@ -79,19 +80,9 @@ OFFICER_RECORDED = "officer"
 #: (connectors.CheckEvidence): the next round asks the agency again.
 UNREADABLE_EVIDENCE = "evidence_unreadable"
 
-#: Cases the nightly run looks at (when due). Closed cases are never traced.
-TRACEABLE = (
-    CaseStatus.RECEIVED,
-    CaseStatus.ACKNOWLEDGED,
-    CaseStatus.TRACING,
-    CaseStatus.AWAITING_RESPONSE,
-    CaseStatus.ESCALATED,
-    CaseStatus.NEEDS_REVIEW,
-    CaseStatus.WHEREABOUTS_UNKNOWN,
-    CaseStatus.LEFT_UK,
-    CaseStatus.LOCATED,
-    CaseStatus.TRANSFERRED,
-)
+#: Cases the nightly run looks at (when due): every open status (policy.OPEN_STATUSES, in
+#: the graph's order). Closed cases are never traced.
+TRACEABLE = tuple(st for st in CaseStatus if st in policy.OPEN_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -485,17 +476,24 @@ def decide_referrals(referral_ids: Sequence[int], cfg: TraceConfig) -> DecideRep
 
 def record_decision(s: Session, r: Referral, child: Child, school: School, d: policy.Decision,
                     cfg: TraceConfig, channel: NotificationChannel, *, heading: str,
-                    report: DecideReport | None = None, actor: str = "system") -> int:
+                    report: DecideReport | None = None, actor: str = "system",
+                    transition: Transition = Transition.RECORD_DECISION) -> int:
     """Write a decision to the case (status, outcome, proposal, timeline) and take its
-    actions; returns how many notifications were queued. Used by the nightly decision and
-    by an officer's decision alike."""
-    rid = r.id or 0
+    actions; returns how many notifications were queued. Used by the nightly decision
+    (``record_decision``) and by an officer's answer (``record_officer_answer``) alike; a
+    status the graph does not allow is :class:`tasks.lifecycle.StatusChangeRefused`."""
     before = r.status
-    r.status = CaseStatus(d.status)
+    change = f"{before.value} → {d.status}" if before.value != str(d.status) else \
+        f"stays {d.status}"
+    change_status(
+        s, r, transition, to=d.status, rule=str(d.rule), actor=actor,
+        line=("decision", f"{heading}: rule {d.rule}; {change}"
+              + (f"; outcome {d.outcome}" if d.outcome else "")
+              + (f"; proposed {d.proposed}, waiting for an officer's decision" if d.proposed
+                 else "")))
     r.outcome = CaseOutcome(d.outcome) if d.outcome else None
     r.decision_rule = str(d.rule)
     r.next_check_due = policy.next_check_due(str(d.status), cfg.today)
-    r.updated_at = datetime.now(UTC)
     proposed = CaseOutcome(d.proposed) if d.proposed else None
     if proposed is not None and (proposed is not r.proposed_outcome
                                  or list(d.findings) != list(r.proposal_findings or [])):
@@ -504,13 +502,6 @@ def record_decision(s: Session, r: Referral, child: Child, school: School, d: po
     r.proposal_findings = list(d.findings) if proposed else []
     if proposed is None:
         r.proposed_at = None
-    change = f"{before.value} → {d.status}" if before.value != str(d.status) else \
-        f"stays {d.status}"
-    event(s, rid, "decision",
-          f"{heading}: rule {d.rule}; {change}"
-          + (f"; outcome {d.outcome}" if d.outcome else "")
-          + (f"; proposed {d.proposed}, waiting for an officer's decision" if d.proposed
-             else ""), rule=str(d.rule), actor=actor)
     return _act(s, r, child, school, d, cfg, channel, report or DecideReport())
 
 
