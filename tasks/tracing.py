@@ -40,6 +40,7 @@ from connectors import (
     CheckOutcome as ConnectorOutcome,
 )
 from models import (
+    CaseEvent,
     CaseOutcome,
     CaseStatus,
     Check,
@@ -285,6 +286,20 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
                 .order_by(col(Check.round))
             ):
                 previous[chk.referral_id] = chk  # the latest round wins
+            # A reopened case is traced afresh (README, *A case's life*): an answer or an
+            # enquiry from before the reopening describes where the child was then, so it
+            # is neither carried into this round nor polled; the agency is asked again.
+            reopened: dict[int, datetime] = {}
+            for rid, at in s.exec(
+                select(CaseEvent.referral_id, CaseEvent.at).where(
+                    col(CaseEvent.referral_id).in_(list(previous)),
+                    CaseEvent.kind == "reopened")
+            ):
+                reopened[rid] = max(at, reopened.get(rid, at))
+            for rid, at in reopened.items():
+                chk = previous[rid]
+                if chk.checked_at <= at:
+                    del previous[rid]
     todo = [(r, c, sc) for r, c, sc in rows if r.id not in done]
     report.skipped_already_checked = len(rows) - len(todo)
     by_ref = {r.mendix_reference: r for r, _, _ in todo}

@@ -158,3 +158,25 @@ def test_a_formal_answer_carried_into_the_next_round_goes_through_the_model(
         # Not decided on: the next round asks about the same enquiry again.
         assert carried.outcome is CheckOutcome.ERROR and carried.evidence is None
         assert carried.error_code == UNREADABLE_EVIDENCE
+
+
+def test_a_formal_answer_from_before_a_reopening_is_not_carried_the_agency_is_asked_again(
+        clean_db: str, sandbox_world: str) -> None:
+    """A child found missing again is traced afresh: Border Force's answer about where the
+    child went last time must not decide this time (README, *A case's life*)."""
+    from models import CaseEvent
+    from tasks.tracing import TraceConfig, trace_referrals
+
+    rid = _case(clean_db, _check("border_force", CheckEvidence.column(ITEMS[2:]),
+                                 agency_reference="BF-1"))
+    with Session(get_engine(clean_db)) as s:
+        s.add(CaseEvent(referral_id=rid, kind="reopened", text="Reopened by an officer",
+                        actor="officer", at=datetime(2026, 3, 1, 9, tzinfo=UTC)))
+        s.commit()
+    cfg = TraceConfig(db_url=clean_db, connectors=("border_force",), today=TODAY,
+                      run_id="run-reopened", sandbox_world=sandbox_world)
+    report = asyncio.run(trace_referrals("border_force", [rid], cfg))
+    assert report.asked == 1  # a new request, not the old answer carried
+    with Session(get_engine(clean_db)) as s:
+        fresh = s.exec(select(Check).where(Check.round == 2)).one()
+    assert fresh.fields_disclosed != [] and fresh.agency_reference != "BF-1"
