@@ -14,7 +14,9 @@ serve``), every one with latency L (``--latency-ms``, 50) and a concurrency cap 
 (``--concurrency``, 20; more in flight get 429 + Retry-After). Then:
 
 * **baseline**: ``bench/_baseline.py`` makes exactly the requests the connectors make, in
-  plain asyncio + httpx under the same caps, and writes nothing;
+  plain asyncio + httpx under the same caps, and writes nothing; by default on
+  ``httpx-aiohttp``'s transport, the fastest plain client measured here
+  (``--baseline-transport httpx``: httpx's own); every table names the baseline it used;
 * **pipeline**: the real nightly flow (``flows/nightly.py``), in a process of its own
   (``bench/_flowrun.py``), against a Prefect server this script starts, on a fresh copy of
   the template database, with each task runner in ``--runners``; then ``trace-referral`` for
@@ -354,7 +356,8 @@ def _last_json(stdout: bytes) -> Any:
 
 def run_pipeline(*, api: str, db_url: str, runner: str, urls: dict[str, Any], concurrency: int,
                  chunk_size: int | None, run_dir: Path, bases: dict[str, str],
-                 trace_reference: str | None, profile: str | None) -> dict[str, Any]:
+                 trace_reference: str | None, profile: str | None,
+                 http_transport: str | None = None) -> dict[str, Any]:
     sandbox_counts(bases, reset=True)
     before = db_counts(db_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CME_", "PREFECT_"))}
@@ -368,6 +371,8 @@ def run_pipeline(*, api: str, db_url: str, runner: str, urls: dict[str, Any], co
     })
     if chunk_size:
         env["CME_CHUNK_SIZE"] = str(chunk_size)
+    if http_transport:
+        env["CME_HTTP_TRANSPORT"] = http_transport
     cmd = [sys.executable, str(BENCH / "_flowrun.py"), "--today", TODAY.isoformat()]
     if profile == "pyinstrument":
         cmd += ["--pyinstrument", str(run_dir / "profile.html")]
@@ -410,6 +415,13 @@ def run_pipeline(*, api: str, db_url: str, runner: str, urls: dict[str, Any], co
     return result
 
 
+def default_transport() -> str:
+    """The transport the flow uses when ``CME_HTTP_TRANSPORT`` is unset."""
+    from connectors._transport import TransportSettings
+
+    return str(TransportSettings.model_fields["http_transport"].default)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -418,11 +430,15 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    head = ("| N | app DB | task runner | referrals traced | baseline s | pipeline s | "
+    baseline = meta["baseline_transport"].split(" ", 1)[0]
+    title = (f"Baseline: plain client on the {baseline} transport; pipeline on the "
+             f"{meta.get('pipeline_transport', 'default')} transport.")
+    head = (f"| N | app DB | task runner | referrals traced | baseline ({baseline}) s | "
+            "pipeline s | "
             "bound s | pipeline / baseline | pipeline / bound | CPU pipeline / baseline | "
             "peak RSS MB (flow) | task runs | checks / s | notifications queued | "
             "trace-referral flow s |")
-    lines = [head, "|" + " --- |" * 15]
+    lines = [title, "", head, "|" + " --- |" * 15]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['db']} | {r['runner']} | {r['traced']:,} | "
@@ -502,7 +518,8 @@ def write_results(out: Path, stamp: str, rows: list[dict[str, Any]],
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of this script (``cme bench nightly`` passes its options on)."""
     ap = argparse.ArgumentParser(description="One night's tracing: pipeline vs a plain "
                                  "asyncio+httpx baseline vs the physical bound.")
     ap.add_argument("--n", type=int, default=10_000, help="open referrals (default 10,000)")
@@ -516,13 +533,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-size", type=int, default=None, help="CME_CHUNK_SIZE (default: "
                     "the setting's default)")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--baseline-transport", choices=("httpx", "aiohttp"), default="httpx")
+    ap.add_argument("--baseline-transport", choices=("aiohttp", "httpx"), default="aiohttp",
+                    help="the plain client's transport (default aiohttp: httpx-aiohttp, the "
+                    "fastest measured here)")
+    ap.add_argument("--pipeline-transport", choices=("aiohttp", "httpx"), default=None,
+                    help="CME_HTTP_TRANSPORT for the flow (default: the setting's default)")
     ap.add_argument("--profile", choices=("pyinstrument", "py-spy"), default=None,
                     help="profile the flow process (first runner only)")
     ap.add_argument("--skip-baseline", action="store_true",
                     help="measure the pipeline only (ratios to the baseline left blank)")
     ap.add_argument("--out", type=Path, default=BENCH / "results")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     sizes = list(SCALE) if args.scale else [args.n]
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
@@ -534,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": stamp, "latency_ms": args.latency_ms, "concurrency": args.concurrency,
         "baseline_transport": f"{args.baseline_transport} (one AsyncClient per agency, pool = "
         "C, C workers)", "cpus": os.cpu_count(),
+        "pipeline_transport": args.pipeline_transport or f"{default_transport()} (default)",
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "sizes": sizes, "runners": runners, "dbs": dbs, "seed": args.seed,
     }
@@ -560,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"N = {n:,}: baseline ...", flush=True)
                 baseline = run_baseline(job, args.baseline_transport, bases)
-                print(f"  baseline {baseline['wall_s']:.1f} s, requests "
-                      f"{baseline['requests']}", flush=True)
+                print(f"  baseline ({args.baseline_transport}) {baseline['wall_s']:.1f} s, "
+                      f"requests {baseline['requests']}", flush=True)
             for db in dbs:
                 for i, runner in enumerate(runners):
                     run_dir = work / f"n{n}" / f"{db}-{runner}"
@@ -575,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
                         api=api, db_url=db_url, runner=runner, urls=urls,
                         concurrency=args.concurrency, chunk_size=args.chunk_size,
                         run_dir=run_dir, bases=bases, trace_reference=trace_ref,
-                        profile=args.profile if (i == 0 and db == "sqlite") else None)
+                        profile=args.profile if (i == 0 and db == "sqlite") else None,
+                        http_transport=args.pipeline_transport)
                     r = row(n, db, runner, len(subjects), baseline, pipe, args.latency_ms,
                             args.concurrency)
                     rows.append(r)

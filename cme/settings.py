@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         "simulates; every other connector calls its own host. Unset: `sandbox` when "
         "CME_SANDBOX_WORLD is set, else none (the real agencies).",
     )
+    # Read again where clients are made (connectors/_transport.py); here so a bad value
+    # stops start-up with one line.
+    http_transport: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp", description="HTTP transport for the agencies: `aiohttp` "
+        "(httpx-aiohttp, the default: less CPU per request) or `httpx` (httpx's own)."
+    )
     task_runner: Literal["thread", "dask"] = Field(
         default="thread", description="Prefect task runner for the nightly flow: `thread` "
         "(a thread pool in the flow's process) or `dask` (prefect-dask's DaskTaskRunner)."

@@ -42,6 +42,7 @@ from ._errors import (
     ResponseTooLarge,
     TransientError,
 )
+from ._transport import aiohttp_failure
 
 __all__ = [
     "AgencyChannel",
@@ -379,7 +380,14 @@ class AgencyHTTP:
         self.calls += 1
         try:
             async with asyncio.timeout(ch.attempt_deadline):
-                response = await self._stream(method, url, **kwargs)
+                try:
+                    response = await self._stream(method, url, **kwargs)
+                except Exception as exc:
+                    # httpx-aiohttp's mapping differs from httpx's (connectors/_transport.py)
+                    as_httpx = aiohttp_failure(exc)
+                    if as_httpx is None:
+                        raise
+                    raise as_httpx("transport failure") from exc
         except (httpx.TimeoutException, TimeoutError) as exc:
             ch.breaker.record_failure()
             raise AgencyTimeout(f"{ch.name}: request timed out") from exc

@@ -26,6 +26,7 @@ from ._contract import Connector
 from ._errors import ConnectorError
 from ._models import CheckOutcome, Query, Result, TraceSubject
 from ._resilience import AgencyChannel, AgencyHTTP, RetryPolicy, Sleep, tls_context
+from ._transport import http_transport, make_transport
 
 __all__ = [
     "Enquiry",
@@ -72,13 +73,22 @@ def build_query(subject: TraceSubject, connector: Connector | type[Connector]) -
 def make_client(
     connector: Connector, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """An ``AsyncClient`` sized to the connector: pool = its concurrency cap, TLS verified."""
+    """An ``AsyncClient`` sized to the connector: pool = its concurrency cap, TLS verified.
+
+    Its transport is ``transport`` when given (the sandbox's, a test's), else the one
+    ``CME_HTTP_TRANSPORT`` names (connectors/_transport.py); a bad value of that setting
+    raises ``ValueError`` naming it.
+    """
     s = connector.settings
     cap = connector.effective_max_concurrency
+    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap)
+    verify = tls_context(s.ca_bundle)
+    if transport is None:
+        transport = make_transport(http_transport(), verify=verify, limits=limits)
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=cap, max_keepalive_connections=cap),
+        limits=limits,
         timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
-        verify=tls_context(s.ca_bundle),
+        verify=verify,
         follow_redirects=False,
         transport=transport,
         headers={"User-Agent": f"cme-tracing {connector.name}/{connector.version}"},

@@ -90,3 +90,29 @@ def test_a_row_without_a_baseline_leaves_its_ratios_blank_and_still_has_the_boun
                                    "baseline_transport": "httpx", "loadavg_before": "0",
                                    "loadavg_after": "0", "cpus": 2, "started": "now"})
     assert "| — | 100.0 | 2.8 | — |" in table, table
+
+
+def test_the_default_baseline_is_the_aiohttp_client_and_every_table_names_it() -> None:
+    """Issue 17, point 1: the fastest plain client is the default baseline; httpx stays
+    selectable; a table says which baseline (and which pipeline transport) it used."""
+    from httpx_aiohttp import AiohttpTransport
+
+    nightly, baseline = _load("nightly"), _load("_baseline")
+    assert nightly.parser().parse_args([]).baseline_transport == "aiohttp"
+    assert nightly.parser().parse_args(["--baseline-transport", "httpx"]
+                                       ).baseline_transport == "httpx"
+    client = baseline._client(20, "aiohttp")
+    assert isinstance(client._transport, AiohttpTransport)
+    assert client._transport.limits.max_connections == 20  # the pool is the cap, as httpx's
+    served = {"housing": 1100, "lpd": 100}
+    r = nightly.row(100, "sqlite", "thread", 100, {"wall_s": 80.0, "requests": served,
+                    "served": served, "cpu_s": 60.0, "agencies_cpu_s": 40.0},
+                    _pipe(served), 50.0, 20)
+    for kind in ("aiohttp", "httpx"):
+        table = nightly.markdown([r], {
+            "latency_ms": 50.0, "concurrency": 20, "baseline_transport": f"{kind} (one ...)",
+            "pipeline_transport": "aiohttp (default)", "loadavg_before": "0",
+            "loadavg_after": "0", "cpus": 2, "started": "now"})
+        assert table.splitlines()[0] == (f"Baseline: plain client on the {kind} transport; "
+                                         "pipeline on the aiohttp (default) transport.")
+        assert f"| baseline ({kind}) s |" in table

@@ -21,6 +21,7 @@ BAD = [
     ("CME_DATABASE_URL", "postgresql+asyncpg://cme:pw@localhost/cme"),  # an async driver
     ("CME_CONNECTORS", "other_la,housing,lpd,dwp,bordre_force"),     # misspelt
     ("CME_DUTY_INBOX", "CME Duty <cme-duty@la.example.org"),
+    ("CME_HTTP_TRANSPORT", "curl"),                                  # not a transport
 ]
 
 

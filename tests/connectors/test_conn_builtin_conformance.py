@@ -149,7 +149,7 @@ async def test_other_la_reports_the_match_basis_the_la_gives() -> None:
                            dob="2015-01-01")  # type: ignore[arg-type]
     for said, basis in (("upn", "identifier"), ("nhs_number", "identifier"),
                         ("name_dob", "demographic"), (None, "demographic")):
-        with respx.mock(assert_all_called=True) as router:
+        with respx.mock(using="httpx", assert_all_called=True) as router:
             record = {"type": "resident", "postcode": "GU1 1AA", "since": "2026-01-12"}
             if said:
                 record["matched_on"] = said
@@ -167,7 +167,7 @@ async def test_lpd_matches_on_the_upn_when_it_has_one_and_on_names_otherwise() -
     names_only = TraceSubject(reference="CME-2", forename="A", surname="B",
                               dob="2015-01-01")  # type: ignore[arg-type]
     for subject, basis in ((with_upn, "identifier"), (names_only, "demographic")):
-        with respx.mock() as router:
+        with respx.mock(using="httpx") as router:
             router.post(f"{LPD_BASE}/s2s/v1/lost-pupils/search").respond(
                 200, content=CTF_FOUND, headers={"content-type": "application/xml"})
             result = await _search(LPDConnector(ConnectorSettings(base_url=LPD_BASE)), subject)

@@ -122,7 +122,10 @@ async def test_declared_content_length_over_the_cap_is_refused_unread() -> None:
     assert out.result.error_code == "response_too_large"
 
 
-def test_client_is_sized_to_the_concurrency_cap_and_verifies_tls() -> None:
+def test_client_is_sized_to_the_concurrency_cap_and_verifies_tls(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx's own transport (its pool is looked at); aiohttp's: test_conn_transport.py
+    monkeypatch.setenv("CME_HTTP_TRANSPORT", "httpx")
     conn = echo(max_concurrency=7)
     client = make_client(conn)
     pool = client._transport._pool  # type: ignore[attr-defined]

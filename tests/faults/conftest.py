@@ -120,12 +120,17 @@ def _run_nights(served: Served, referrals_path: Path, db_url: str, base_env: dic
     return intake, nights
 
 
-@pytest.fixture(scope="session")
-def fault_run(prefect_harness: None, db_url: str,
+#: The agencies' transports (CME_HTTP_TRANSPORT): every promise of the fault matrix holds on
+#: each (issue 17: the resilience layer classifies failures the same on both).
+TRANSPORTS = ("httpx", "aiohttp")
+
+
+@pytest.fixture(scope="session", params=TRANSPORTS)
+def fault_run(request: pytest.FixtureRequest, prefect_harness: None, db_url: str,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultRun]:
     from sandbox import generate_world, write_generated
 
-    root = tmp_path_factory.mktemp("faults")
+    root = tmp_path_factory.mktemp(f"faults-{request.param}")
     world, referrals = generate_world(CHILDREN, SEED, today=START)
     world = slow_deferred_answers(world)
     paths = write_generated(world, referrals, root / "world")
@@ -139,6 +144,7 @@ def fault_run(prefect_harness: None, db_url: str,
             if key.startswith("CME_") and key != "CME_TEST_DATABASE_URL":
                 mp.delenv(key)
         mp.setenv("CME_DATABASE_URL", db_url)
+        mp.setenv("CME_HTTP_TRANSPORT", request.param)
         mp.setenv("CME_CONNECTORS", ",".join(AGENCIES))
         mp.setenv("CME_OUTBOX_DIR", str(root / "outbox"))
         mp.setenv("CME_NOTIFICATION_CHANNEL", "file")

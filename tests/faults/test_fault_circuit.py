@@ -35,9 +35,12 @@ def all_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served,
         yield served, world
 
 
+@pytest.mark.parametrize("transport", ("httpx", "aiohttp"))
 @pytest.mark.parametrize("name", AGENCIES)
 async def test_a_dead_agency_sees_at_most_the_threshold_plus_what_was_in_flight(
-        all_down: tuple[Served, World], name: str) -> None:
+        all_down: tuple[Served, World], name: str, transport: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CME_HTTP_TRANSPORT", transport)
     served, world = all_down
     settings = connector_settings(served.base_url, world=world, backoff_initial=0.0,
                                   backoff_max=0.0, circuit_cooldown=3600.0)

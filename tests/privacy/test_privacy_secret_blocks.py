@@ -86,7 +86,7 @@ def _mock() -> respx.MockRouter:
     """respx for the agencies, Notify and Mendix; calls to the Prefect API go through."""
     from prefect.settings import PREFECT_API_URL
 
-    router = respx.mock(assert_all_mocked=True, assert_all_called=False)
+    router = respx.mock(using="httpx", assert_all_mocked=True, assert_all_called=False)
     router.route(host=httpx.URL(str(PREFECT_API_URL.value())).host).pass_through()
     return router
 

@@ -103,7 +103,7 @@ def test_connectors_list_and_check_never_show_an_agency_key(
 
     caplog.set_level(logging.DEBUG)
     runner = CliRunner()
-    with respx.mock(assert_all_mocked=True) as router:
+    with respx.mock(using="httpx", assert_all_mocked=True) as router:
         router.route(host="agency.example").mock(side_effect=_echoing_agency)
         results = {" ".join(a): runner.invoke(app, a, env={"COLUMNS": "250"}) for a in (
             ["connectors", "list"], ["connectors", "list", "--json"],
@@ -159,7 +159,7 @@ async def test_notify_quoting_the_token_back_leaves_no_secret_in_logs_rows_or_th
 
     caplog.set_level(logging.DEBUG)
     cfg = dispatch_config(settings)
-    with respx.mock(assert_all_mocked=True) as router:
+    with respx.mock(using="httpx", assert_all_mocked=True) as router:
         router.route(host="notify.example").mock(side_effect=echo)
         counts = await dispatch_outbox(cfg)
     # Positive control: Notify was called with JWTs signed by the canary key.
@@ -191,7 +191,7 @@ async def test_the_mendix_feed_refusing_the_password_does_not_repeat_it(
         return httpx.Response(401, json={"error": f"bad credentials {seen[-1]}"})
 
     caplog.set_level(logging.DEBUG)
-    with respx.mock(assert_all_mocked=True) as router:
+    with respx.mock(using="httpx", assert_all_mocked=True) as router:
         router.route(host="mendix.example").mock(side_effect=refuse)
         with pytest.raises(MendixFeedError) as info:
             await fetch_mendix_changes(settings)
