@@ -61,12 +61,14 @@ from ._runner import (
     run_deferred_submit,
 )
 from ._settings import ConnectorSettings, env_prefix
+from .secrets import SECRET_BLOCK_PREFIX, SecretBlockError, reveal
 
 __all__ = [
     "CONTRACT_VERSION",
     "ENTRY_POINT_GROUP",
     "ENVIRONMENT_GROUP",
     "QUERY_FIELDS",
+    "SECRET_BLOCK_PREFIX",
     "AgencyEnvironment",
     "AgencyHTTP",
     "AgencyResponse",
@@ -98,6 +100,7 @@ __all__ = [
     "RequestRejected",
     "ResponseTooLarge",
     "Result",
+    "SecretBlockError",
     "RetryPolicy",
     "TraceSubject",
     "TransientError",
@@ -111,6 +114,7 @@ __all__ = [
     "load_environment",
     "make_client",
     "parse_retry_after",
+    "reveal",
     "run_connector",
     "run_deferred_poll",
     "run_deferred_submit",

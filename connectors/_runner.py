@@ -20,12 +20,11 @@ from typing import Literal, NamedTuple
 import httpx
 from pydantic import ValidationError
 
-from cme.secrets import SecretBlockError
-
 from ._contract import Connector
 from ._errors import ConnectorError
 from ._models import CheckOutcome, Query, Result, TraceSubject
 from ._resilience import AgencyChannel, AgencyHTTP, RetryPolicy, Sleep, tls_context
+from .secrets import SecretBlockError
 
 __all__ = [
     "Enquiry",

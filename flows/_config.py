@@ -9,10 +9,10 @@ from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from cme.errors import ConfigError
-from cme.settings import Settings, get_settings
 from connectors import available
+from flows.settings import Settings, get_settings
 from tasks.dispatch import DispatchConfig
+from tasks.errors import ConfigError
 from tasks.intake import IntakeConfig
 from tasks.tracing import TraceConfig
 

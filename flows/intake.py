@@ -8,15 +8,16 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
-from cme.settings import get_settings
 from flows import _progress
 from flows._config import dispatch_config, intake_config
+from flows.settings import get_settings
 from flows.worklist import refresh_worklist
 from policy import LONDON
-from tasks._agencies import mendix_transport
+from tasks import mendix_transport as _environment_mendix_transport
 from tasks.dispatch import dispatch_task
 from tasks.import_files import OversizedLine, open_import_file, read_lines
 from tasks.intake import MAX_RECORD_BYTES, IntakeReport, ingest_batch
@@ -86,6 +87,13 @@ async def import_file(path: str) -> dict[str, int]:
     await _publish(report, p.name)
     await refresh_worklist()
     return vars(report)
+
+
+def mendix_transport() -> httpx.AsyncBaseTransport | None:
+    """The agency environment's Mendix feed (the demo's sandbox), or None: the real service."""
+    s = get_settings()
+    return _environment_mendix_transport(
+        s.agency_environment, str(s.sandbox_world) if s.sandbox_world else None)
 
 
 def _intake_name() -> str:

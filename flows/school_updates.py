@@ -10,8 +10,8 @@ from prefect import flow, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from cme.settings import get_settings
 from flows._config import dispatch_config
+from flows.settings import get_settings
 from policy import london_date
 from tasks.dispatch import dispatch_task
 from tasks.school_updates import queue_school_updates

@@ -21,9 +21,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from pydantic import SecretStr
 from sqlmodel import col, select
 
-from cme.secrets import SecretBlockError
+from connectors import SecretBlockError, reveal
 from models import (
     CaseStatus,
     Notification,
@@ -34,16 +35,23 @@ from models import (
     session_scope,
 )
 from notifications import (
+    Channel,
     FileChannel,
-    channel_from_config,
     delivery_trouble,
     dispatch_pending,
     queue_notification,
 )
+from notifications import channel_from_config as _channel_with_secrets_read
 from policy import london_date
 from tasks._common import event
 
-__all__ = ["DispatchConfig", "dispatch_outbox", "dispatch_task", "mark_acknowledged"]
+__all__ = [
+    "DispatchConfig",
+    "channel_from_config",
+    "dispatch_outbox",
+    "dispatch_task",
+    "mark_acknowledged",
+]
 
 
 BATCH = 500
@@ -62,6 +70,27 @@ class DispatchConfig:
     #: Where the duty inbox is, and the file channel's folder, for the delivery alert.
     duty_inbox: str = "cme-duty@la.example.org"
     outbox_dir: str = "outbox"
+
+
+#: A channel option that is a secret → the setting it comes from (named in errors).
+_SECRET_OPTIONS = {"password": "CME_SMTP_PASSWORD", "api_key": "CME_NOTIFY_API_KEY"}
+
+
+def channel_from_config(kind: NotificationChannel | str, **config: Any) -> Channel:
+    """The channel :func:`notifications.channel_from_config` builds, its secrets read first.
+
+    The SMTP password and the Notify API key may name a Prefect Secret block
+    (``prefect-secret:<block>``): it is read here, in the process that sends, and the
+    channel gets the text (channels never read settings or blocks: docs/architecture.md).
+    Raises :class:`connectors.SecretBlockError` naming the setting and the block when a block
+    cannot be read, and ``ValueError`` as ``notifications.channel_from_config`` does.
+    """
+    for option, setting in _SECRET_OPTIONS.items():
+        value = config.get(option)
+        if value is not None:
+            secret = value if isinstance(value, SecretStr) else SecretStr(str(value))
+            config[option] = SecretStr(reveal(secret, setting=setting) or "")
+    return _channel_with_secrets_read(kind, **config)
 
 
 def mark_acknowledged(db_url: str) -> int:

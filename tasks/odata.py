@@ -18,9 +18,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -28,20 +29,33 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from cme.errors import CmeError
-from cme.secrets import SecretBlockError, reveal
-from cme.settings import Settings
+from connectors import SecretBlockError, reveal
 from models import SourceState, session_scope
+from tasks.errors import PipelineError
 
-__all__ = ["MendixFeedError", "fetch_mendix_changes", "save_watermark", "SOURCE"]
+__all__ = ["MendixFeed", "MendixFeedError", "fetch_mendix_changes", "save_watermark", "SOURCE"]
 
 SOURCE = "mendix"
 MAX_PAGES = 10_000
 _ODATA_KEYS = {"ID", "ChangedDate"}
 
 
-class MendixFeedError(CmeError):
+class MendixFeedError(PipelineError):
     """The OData service could not be read, or answered with something that is not OData."""
+
+
+class MendixFeed(Protocol):
+    """Where the feed is and how to sign in: the settings (``flows.settings.Settings``) have
+    these fields; a task never reads settings itself (docs/architecture.md)."""
+
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def mendix_base_url(self) -> str | None: ...
+    @property
+    def mendix_username(self) -> str | None: ...
+    @property
+    def mendix_password(self) -> SecretStr | None: ...
 
 
 def _transient(exc: BaseException) -> bool:
@@ -66,7 +80,7 @@ def save_watermark(db_url: str, when: datetime) -> None:
             row.updated_at = datetime.now(UTC)
 
 
-async def fetch_mendix_changes(settings: Settings, *,
+async def fetch_mendix_changes(settings: MendixFeed, *,
                                transport: httpx.AsyncBaseTransport | None = None,
                                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                                ) -> tuple[list[tuple[int | None, str]], datetime | None]:
@@ -80,7 +94,7 @@ async def fetch_mendix_changes(settings: Settings, *,
         params["$filter"] = f"ChangedDate gt {since.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
     auth = None
     if settings.mendix_username:
-        try:  # the password may name a Prefect Secret block (cme/secrets.py)
+        try:  # the password may name a Prefect Secret block (connectors/secrets.py)
             pw = reveal(settings.mendix_password, setting="CME_MENDIX_PASSWORD") or ""
         except SecretBlockError as exc:
             raise MendixFeedError(str(exc)) from None

@@ -1,11 +1,15 @@
 """Settings, read from ``CME_*`` environment variables (and a ``.env`` file if present).
 
+Read where the flows wire the pipeline together (``flows/_config.py`` turns them into the
+tasks' frozen configs; the CLI reads them too): tasks, connectors and notification channels
+never read settings themselves (docs/architecture.md).
+
 Every field here is documented in the README's configuration table; a test keeps the two in
 step. Secrets are ``SecretStr``: they print as ``**********``.
 
 Every setting is checked when the settings load, so a wrong one stops a command or a flow run
 at its start with one line naming it (:func:`get_settings` raises
-:class:`~cme.errors.ConfigError`), never halfway through a night. Address settings
+:class:`~tasks.errors.ConfigError`), never halfway through a night. Address settings
 (``CME_DUTY_INBOX``, ``CME_MAIL_FROM``, the values of ``CME_OTHER_LA_CONTACTS``) take one email
 address, bare or in the ``Name <address>`` form; the name is dropped (messages carry the LA's
 own sender name), so every address reaches the outbox bare.
@@ -24,10 +28,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from cme.errors import ConfigError
 from policy import MAY_BE_AUTOMATIC
+from tasks.errors import ConfigError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["ConfigError", "Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -303,7 +307,7 @@ def _setting_name(loc: object) -> str:
 def get_settings() -> Settings:
     """Read the settings now (not cached: the CLI and tests change the environment).
 
-    Raises :class:`~cme.errors.ConfigError` with one line naming the first wrong setting.
+    Raises :class:`~tasks.errors.ConfigError` with one line naming the first wrong setting.
     """
     try:
         return Settings()
