@@ -42,6 +42,7 @@ from ._registry import (
     load_enabled,
 )
 from ._resilience import (
+    AgencyChannel,
     AgencyHTTP,
     AgencyResponse,
     CircuitBreaker,
@@ -69,6 +70,7 @@ __all__ = [
     "ENVIRONMENT_GROUP",
     "QUERY_FIELDS",
     "SECRET_BLOCK_PREFIX",
+    "AgencyChannel",
     "AgencyEnvironment",
     "AgencyHTTP",
     "AgencyResponse",
