@@ -35,6 +35,7 @@ from models import (
     session_scope,
 )
 from notifications import (
+    DEFAULT_SENDER_NAME,
     Channel,
     FileChannel,
     delivery_trouble,
@@ -70,6 +71,10 @@ class DispatchConfig:
     #: Where the duty inbox is, and the file channel's folder, for the delivery alert.
     duty_inbox: str = "cme-duty@la.example.org"
     outbox_dir: str = "outbox"
+    #: The sender's name on every message (from CME_LA_NAME: "<LA name> CME team") and the
+    #: file channel's sender address (CME_MAIL_FROM); None: the notifications defaults.
+    sender_name: str | None = None
+    mail_from: str | None = None
 
 
 #: A channel option that is a secret → the setting it comes from (named in errors).
@@ -91,6 +96,16 @@ def channel_from_config(kind: NotificationChannel | str, **config: Any) -> Chann
             secret = value if isinstance(value, SecretStr) else SecretStr(str(value))
             config[option] = SecretStr(reveal(secret, setting=setting) or "")
     return _channel_with_secrets_read(kind, **config)
+
+
+def _sender(cfg: DispatchConfig) -> str:
+    return cfg.sender_name or DEFAULT_SENDER_NAME
+
+
+def _alert_channel(cfg: DispatchConfig) -> FileChannel:
+    if cfg.mail_from:
+        return FileChannel(Path(cfg.outbox_dir), mail_from=cfg.mail_from)
+    return FileChannel(Path(cfg.outbox_dir))
 
 
 def mark_acknowledged(db_url: str) -> int:
@@ -132,7 +147,8 @@ async def dispatch_outbox(cfg: DispatchConfig) -> dict[str, int]:
     counts: dict[str, int] = {}
     retry_for = timedelta(days=cfg.retry_days)
     for _ in range(MAX_BATCHES):
-        report = await dispatch_pending(cfg.db_url, channel, limit=BATCH, retry_for=retry_for)
+        report = await dispatch_pending(cfg.db_url, channel, limit=BATCH, retry_for=retry_for,
+                                        sender_name=_sender(cfg))
         got = {k: int(v) for k, v in vars(report).items() if isinstance(v, int)}
         for k, v in got.items():
             counts[k] = counts.get(k, 0) + v
@@ -177,7 +193,7 @@ async def alert_if_failing(cfg: DispatchConfig, *, gave_up: int,
             },
             channel=NotificationChannel.file, idempotency_key=key)
     # The file channel sends only its own rows (the alert, and any written for it earlier).
-    await dispatch_pending(cfg.db_url, FileChannel(Path(cfg.outbox_dir)), now=now)
+    await dispatch_pending(cfg.db_url, _alert_channel(cfg), now=now, sender_name=_sender(cfg))
     return 1 if added else 0
 
 
