@@ -61,7 +61,7 @@ from ._runner import (
     run_deferred_poll,
     run_deferred_submit,
 )
-from ._settings import ConnectorSettings, env_prefix
+from ._settings import CommaList, ConnectorSettings, env_prefix
 from .secrets import SECRET_BLOCK_PREFIX, SecretBlockError, reveal
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "CheckOutcome",
     "CircuitBreaker",
     "CircuitOpen",
+    "CommaList",
     "ConnectionFailed",
     "Connector",
     "ConnectorError",

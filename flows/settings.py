@@ -21,13 +21,14 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from connectors import CommaList
 from policy import MAY_BE_AUTOMATIC
 from tasks.errors import ConfigError
 
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
     home_la: str = Field(
         default="850", pattern=r"^\d{3}$", description="This LA's 3-digit code (Hampshire: 850)."
     )
-    connectors: Annotated[list[str], NoDecode] = Field(
+    connectors: CommaList = Field(
         default_factory=list,
         description="Comma-separated connector names to enable (installing one does not "
         "enable it). Empty means none; `cme demo` enables all built-ins.",
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
         "a final answer — found or not found, none pending, none in error — at most one a day) "
         "before 'whereabouts unknown' is proposed to an officer."
     )
-    automatic_outcomes: Annotated[list[str], NoDecode] = Field(
+    automatic_outcomes: CommaList = Field(
         default_factory=lambda: ["on_roll_elsewhere", "resident_other_la", "left_uk"],
         description="Comma-separated outcomes the rulebook acts on without a person when an "
         "agency matched the child on an identifier or answered from official records: any of "
@@ -178,14 +179,6 @@ class Settings(BaseSettings):
         default=6, ge=1, description="Years after closure before a closed case is anonymised."
     )
     log_level: str = Field(default="INFO", description="Log level of the `cme` CLI.")
-
-    @field_validator("connectors", "automatic_outcomes", mode="before")
-    @classmethod
-    def _split_connectors(cls, value: object) -> object:
-        # The environment gives "other_la, housing"; code may give a list.
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
 
     @field_validator("database_url")
     @classmethod
