@@ -40,6 +40,7 @@ from notifications import (
     FileChannel,
     delivery_trouble,
     dispatch_pending,
+    keys,
     queue_notification,
 )
 from notifications import channel_from_config as _channel_with_secrets_read
@@ -182,7 +183,7 @@ async def alert_if_failing(cfg: DispatchConfig, *, gave_up: int,
         cfg.channel, trouble.failing, since, gave_up, trouble.failed)
     if cfg.channel == NotificationChannel.file.value:
         return 0  # the folder itself is failing: the log line is what is left
-    key = f"delivery-failing:{cfg.channel}:{london_date(now).isoformat()}"
+    key = keys.delivery_failing(cfg.channel, london_date(now))
     with session_scope(cfg.db_url) as s:
         added = queue_notification(
             s, referral_id=None, template=Template.delivery_failing, recipient=cfg.duty_inbox,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from models import Child, NotificationChannel, Referral, School, Template, session_scope
+from notifications import keys
 from tasks._common import initials, queue_message
 from tasks.tracing import TRACEABLE
 
@@ -79,7 +80,7 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                     s, referral_id=None, template=Template.half_termly_update,
                     recipient=school.email,
                     personalisation={"school_name": school.name, "updates": updates},
-                    channel=ch, idempotency_key=f"half_termly:{school.urn}:{term.id}",
+                    channel=ch, idempotency_key=keys.half_termly_update(school.urn, term.id),
                 )
         overdue = s.exec(
             select(Referral).where(col(Referral.acknowledged_at).is_(None),
@@ -92,6 +93,6 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                 recipient=duty_inbox,
                 personalisation={"reference": r.mendix_reference,
                                  "due_date": r.acknowledgement_due.isoformat()},
-                channel=ch, idempotency_key=f"ack_reminder:{r.mendix_reference}",
+                channel=ch, idempotency_key=keys.acknowledgement_reminder(r.mendix_reference),
             )
     return out
