@@ -29,7 +29,7 @@ async def school_updates(today: date | None = None) -> dict[str, Any]:
     s = get_settings()
     today = today or london_date(datetime.now(UTC))
     out = queue_updates_task(s.database_url, today, channel=s.notification_channel,
-                             duty_inbox=s.duty_inbox)
+                             duty_inbox=s.duty_inbox, la_name=s.la_name)
     out["dispatched"] = await dispatch_task(dispatch_config(s))
     await acreate_table_artifact(
         key="school-updates-summary",

@@ -445,7 +445,9 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
         event(session, rid, "school_contact", contact_note)
     if contact_differs:
         school.quoted_by_id = rid
-    common = {"reference": ref, "initials": initials(child), "school_name": school.name}
+    # The LA's name from the settings (CME_LA_NAME), not the templates' fallback.
+    common = {"reference": ref, "initials": initials(child), "school_name": school.name,
+              "la_name": cfg.la_name}
     channel = NotificationChannel(cfg.channel)
     queue_message(
         session, referral_id=rid, template=Template.acknowledgement, recipient=school.email,

@@ -509,7 +509,9 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
          cfg: TraceConfig, channel: NotificationChannel, report: DecideReport) -> int:
     rid = r.id or 0
     ref = r.mendix_reference
-    common = {"reference": ref, "initials": initials(child), "school_name": school.name}
+    # The LA's name from the settings (CME_LA_NAME), not the templates' fallback.
+    common = {"reference": ref, "initials": initials(child), "school_name": school.name,
+              "la_name": cfg.la_name}
     queued = 0
     told_las = {a.la_code for a in d.actions
                 if a.kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code
