@@ -14,8 +14,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from cme.errors import CmeError
-from cme.settings import Settings, get_settings
+from cme.errors import CmeError, PipelineError
+from flows.settings import Settings, get_settings
 
 app = typer.Typer(
     name="cme",
@@ -127,10 +127,10 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:
         app()
-    except (CmeError, ValidationError) as exc:
+    except (PipelineError, ValidationError) as exc:
         if debug:
             raise
-        msg = exc if isinstance(exc, CmeError) else "invalid input"
+        msg = exc if isinstance(exc, PipelineError) else "invalid input"
         err_console.print(f"[red]Error:[/red] {msg}")
         raise SystemExit(1) from None
     except KeyboardInterrupt:

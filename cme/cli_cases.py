@@ -102,7 +102,7 @@ def _when(value: datetime | date | None) -> str:
     if value is None:
         return "—"
     if isinstance(value, datetime):
-        from policy._calendar import LONDON
+        from policy import LONDON
 
         return value.astimezone(LONDON).strftime("%Y-%m-%d %H:%M")
     return value.isoformat()

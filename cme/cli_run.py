@@ -30,7 +30,7 @@ BUILTINS = ["other_la", "housing", "lpd", "dwp", "border_force"]
 
 @contextmanager
 def _progress_bar(label: str, total: int | None = None) -> Iterator[None]:
-    from flows import _progress
+    from flows import set_progress_hook
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
@@ -42,11 +42,11 @@ def _progress_bar(label: str, total: int | None = None) -> Iterator[None]:
             if advance:
                 bar.advance(task_id, advance)
 
-        _progress.set_hook(hook)
+        set_progress_hook(hook)
         try:
             yield
         finally:
-            _progress.set_hook(None)
+            set_progress_hook(None)
 
 
 def _quiet_prefect() -> None:

@@ -61,7 +61,7 @@ def schools_set_contact(
                               "different one is not applied)."),
 ) -> None:
     """An officer sets (or with --keep confirms) a school's contact."""
-    from cme.settings import email_address
+    from flows.settings import email_address
     from tasks.schools import set_contact
 
     if keep == (email is not None):

@@ -44,6 +44,7 @@ from ._registry import (
     load_enabled,
 )
 from ._resilience import (
+    AgencyChannel,
     AgencyHTTP,
     AgencyResponse,
     CircuitBreaker,
@@ -63,13 +64,16 @@ from ._runner import (
     run_deferred_poll,
     run_deferred_submit,
 )
-from ._settings import ConnectorSettings, env_prefix
+from ._settings import CommaList, ConnectorSettings, env_prefix
+from .secrets import SECRET_BLOCK_PREFIX, SecretBlockError, reveal
 
 __all__ = [
     "CONTRACT_VERSION",
     "ENTRY_POINT_GROUP",
     "ENVIRONMENT_GROUP",
     "QUERY_FIELDS",
+    "SECRET_BLOCK_PREFIX",
+    "AgencyChannel",
     "AgencyEnvironment",
     "AgencyHTTP",
     "AgencyResponse",
@@ -79,6 +83,7 @@ __all__ = [
     "CheckOutcome",
     "CircuitBreaker",
     "CircuitOpen",
+    "CommaList",
     "ConnectionFailed",
     "Connector",
     "ConnectorError",
@@ -102,6 +107,7 @@ __all__ = [
     "RequestRejected",
     "ResponseTooLarge",
     "Result",
+    "SecretBlockError",
     "RetryPolicy",
     "RunOptions",
     "StoredEvidence",
@@ -117,6 +123,7 @@ __all__ = [
     "load_environment",
     "make_client",
     "parse_retry_after",
+    "reveal",
     "run_connector",
     "run_deferred_poll",
     "run_deferred_submit",

@@ -8,12 +8,11 @@ from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 import httpx
 from typing_extensions import TypeVar
 
-from cme.secrets import reveal
-
 from ._errors import PermanentError
 from ._models import QUERY_FIELDS, Query, Result
 from ._resilience import AgencyHTTP, CircuitBreaker, RateLimiter
 from ._settings import ConnectorSettings, env_prefix
+from .secrets import reveal
 
 __all__ = ["CONTRACT_VERSION", "Connector", "SettingsT"]
 
@@ -117,8 +116,8 @@ class Connector(ABC, Generic[SettingsT]):
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <CME_<NAME>_API_KEY>`` if a key is set (the key may name a
-        Prefect Secret block, ``prefect-secret:<block>``: see ``cme/secrets.py``). Raises
-        :class:`cme.secrets.SecretBlockError` if that block cannot be read."""
+        Prefect Secret block, ``prefect-secret:<block>``: see ``connectors/secrets.py``). Raises
+        :class:`connectors.secrets.SecretBlockError` if that block cannot be read."""
         key = reveal(self.settings.api_key, setting=f"{env_prefix(self.name)}API_KEY")
         return {"Authorization": f"Bearer {key}"} if key else {}
 

@@ -223,7 +223,11 @@ class AgencyChannel:
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((send, future))
-        if len(self._workers) < self.max_concurrency:
+        # Count live workers only: one that just found the queue empty has finished, but is
+        # dropped from the set by a callback that has not run yet when a caller sends its next
+        # request without awaiting in between (the Mendix feed's pages, one at a time) — the
+        # request would then wait for a worker that never comes.
+        if sum(not w.done() for w in self._workers) < self.max_concurrency:
             worker = asyncio.create_task(self._work())
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)

@@ -20,13 +20,12 @@ from typing import Literal, NamedTuple, TypedDict, Unpack
 import httpx
 from pydantic import ValidationError
 
-from cme.secrets import SecretBlockError
-
 from ._contract import Connector
 from ._errors import ConnectorError
 from ._models import CheckOutcome, Query, Result, TraceSubject
 from ._resilience import AgencyChannel, AgencyHTTP, RetryPolicy, Sleep, tls_context
 from ._transport import http_transport, make_transport
+from .secrets import SecretBlockError
 
 __all__ = [
     "Enquiry",

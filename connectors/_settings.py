@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConnectorSettings", "RegistrySettings", "env_prefix"]
+__all__ = ["CommaList", "ConnectorSettings", "RegistrySettings", "env_prefix"]
+
+
+def split_commas(value: object) -> object:
+    """``"a, b,,c "`` → ``["a", "b", "c"]``; a list (given in code) is left as it is."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+#: The one type of every list setting (``CME_CONNECTORS``, ``CME_AUTOMATIC_OUTCOMES``,
+#: ``CME_<NAME>_EXTRA_HOSTS``): written ``a, b, c`` in the environment — not JSON — items
+#: stripped and empty ones dropped; a list in code.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
 
 
 def env_prefix(connector_name: str) -> str:
@@ -42,7 +55,7 @@ class ConnectorSettings(BaseSettings):
         default=5, ge=1, description="Consecutive transient failures that open the circuit."
     )
     circuit_cooldown: float = Field(default=60.0, ge=0, description="Open → half-open after, s.")
-    extra_hosts: Annotated[list[str], NoDecode] = Field(
+    extra_hosts: CommaList = Field(
         default_factory=list, description="More hosts the connector may call (comma list)."
     )
     allow_http: bool = Field(
@@ -50,12 +63,10 @@ class ConnectorSettings(BaseSettings):
     )
     ca_bundle: str | None = Field(default=None, description="CA bundle path (TLS stays on).")
 
-    @field_validator("extra_hosts", mode="before")
+    @field_validator("extra_hosts")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip().lower() for v in value.split(",") if v.strip()]
-        return value
+    def _hosts_in_lower_case(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
 
     @classmethod
     def for_connector(cls, name: str, **values: Any) -> Self:
@@ -68,11 +79,4 @@ class RegistrySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CME_", extra="ignore")
 
-    connectors: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
-    @field_validator("connectors", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    connectors: CommaList = Field(default_factory=list)

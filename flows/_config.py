@@ -9,10 +9,10 @@ from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from cme.errors import ConfigError
-from cme.settings import Settings, get_settings
 from connectors import available
+from flows.settings import Settings, get_settings
 from tasks.dispatch import DispatchConfig
+from tasks.errors import ConfigError
 from tasks.intake import IntakeConfig
 from tasks.tracing import TraceConfig
 
@@ -83,7 +83,7 @@ def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
     s = settings or get_settings()
     options: dict[str, Any]
     if s.notification_channel == "file":
-        options = {"outbox_dir": s.outbox_dir}
+        options = {"outbox_dir": s.outbox_dir, "mail_from": s.mail_from}
     elif s.notification_channel == "smtp":
         options = {"host": s.smtp_host, "port": s.smtp_port, "username": s.smtp_username,
                    "password": s.smtp_password, "starttls": s.smtp_starttls,
@@ -93,7 +93,8 @@ def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
                    "template_ids": dict(s.notify_template_ids)}
     return DispatchConfig(db_url=s.database_url, channel=s.notification_channel,
                           channel_options=options, retry_days=s.notification_retry_days,
-                          duty_inbox=s.duty_inbox, outbox_dir=str(s.outbox_dir))
+                          duty_inbox=s.duty_inbox, outbox_dir=str(s.outbox_dir),
+                          sender_name=f"{s.la_name} CME team", mail_from=s.mail_from)
 
 
 def task_runner(settings: Settings | None = None) -> TaskRunner[Any]:

@@ -27,10 +27,10 @@ from pydantic import Field, WithJsonSchema
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from cme.settings import get_settings
 from connectors import CheckEvidence, Evidence
 from flows._config import dispatch_config, trace_config
 from flows.nightly import run_nightly
+from flows.settings import get_settings
 from flows.worklist import refresh_worklist
 from models import (
     CaseOutcome,
@@ -45,7 +45,7 @@ from models import (
     session_scope,
 )
 from policy import london_date, reopened_status
-from tasks._common import event
+from tasks import event
 from tasks.case_report import render_case_report
 from tasks.decisions import CaseRefused, Choice, apply_officer_decision
 from tasks.dispatch import dispatch_task

@@ -12,9 +12,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 
-from cme.settings import get_settings
 from flows._config import dispatch_config
 from flows.adhoc import form
+from flows.settings import get_settings
 from flows.worklist import refresh_worklist
 from policy import london_date
 from tasks.attendance import AttendanceConfig, AttendanceReport, assess_task, import_task

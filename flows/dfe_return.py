@@ -9,8 +9,8 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 
-from cme.settings import get_settings
 from flows.adhoc import form
+from flows.settings import get_settings
 from policy import london_date
 from tasks.dfe_return import build_return, load_spec
 

@@ -8,19 +8,20 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
-from cme.settings import get_settings
 from flows import _progress
 from flows._config import dispatch_config, intake_config
+from flows.settings import get_settings
 from flows.worklist import refresh_worklist
 from policy import LONDON
-from tasks._agencies import mendix_transport
+from tasks import mendix_transport as _environment_mendix_transport
 from tasks.dispatch import dispatch_task
 from tasks.import_files import OversizedLine, open_import_file, read_lines
 from tasks.intake import MAX_RECORD_BYTES, IntakeReport, ingest_batch
-from tasks.odata import fetch_mendix_changes, save_watermark
+from tasks.odata import feed_breaker, fetch_mendix_changes, save_watermark
 
 __all__ = ["import_file", "intake", "intake_records"]
 
@@ -88,6 +89,18 @@ async def import_file(path: str) -> dict[str, int]:
     return vars(report)
 
 
+#: The Mendix feed's circuit breaker, kept for the life of this process: a service that keeps
+#: failing is left alone for a while rather than called every quarter of an hour.
+_MENDIX_BREAKER = feed_breaker()
+
+
+def mendix_transport() -> httpx.AsyncBaseTransport | None:
+    """The agency environment's Mendix feed (the demo's sandbox), or None: the real service."""
+    s = get_settings()
+    return _environment_mendix_transport(
+        s.agency_environment, str(s.sandbox_world) if s.sandbox_world else None)
+
+
 def _intake_name() -> str:
     return f"intake {datetime.now(UTC).astimezone(LONDON):%Y-%m-%d %H:%M}"
 
@@ -103,7 +116,8 @@ async def intake(file: str | None = None) -> dict[str, Any]:
     if file:
         total.add(intake_records(_read_file(file, confined=True), source=Path(file).name))
     if settings.mendix_base_url:
-        records, newest = await fetch_mendix_changes(settings, transport=mendix_transport())
+        records, newest = await fetch_mendix_changes(settings, transport=mendix_transport(),
+                                                     breaker=_MENDIX_BREAKER)
         total.add(intake_records(records, source="mendix"))
         if newest is not None:
             save_watermark(settings.database_url, newest)

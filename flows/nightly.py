@@ -26,13 +26,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from cme.errors import CmeError
-from cme.settings import get_settings
 from flows import _progress
 from flows._config import dispatch_config, task_runner, trace_config
+from flows.settings import get_settings
 from models import Notification, NotificationStatus, Referral, get_engine, locks
 from policy import london_date
 from tasks.dispatch import dispatch_task
+from tasks.errors import PipelineError
 from tasks.tracing import (
     ChunkReport,
     DecideReport,
@@ -46,7 +46,7 @@ from tasks.tracing import (
 __all__ = ["NightInProgress", "nightly_tracing", "run_nightly"]
 
 
-class NightInProgress(CmeError):
+class NightInProgress(PipelineError):
     """Another nightly run holds the night: this one traced nothing."""
 
 

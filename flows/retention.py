@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import acreate_table_artifact
 
-from cme.settings import get_settings
+from flows.settings import get_settings
 from tasks.retention import apply_retention
 
 __all__ = ["retention"]

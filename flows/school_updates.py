@@ -10,8 +10,8 @@ from prefect import flow, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from cme.settings import get_settings
 from flows._config import dispatch_config
+from flows.settings import get_settings
 from policy import london_date
 from tasks.dispatch import dispatch_task
 from tasks.school_updates import queue_school_updates
@@ -29,7 +29,7 @@ async def school_updates(today: date | None = None) -> dict[str, Any]:
     s = get_settings()
     today = today or london_date(datetime.now(UTC))
     out = queue_updates_task(s.database_url, today, channel=s.notification_channel,
-                             duty_inbox=s.duty_inbox)
+                             duty_inbox=s.duty_inbox, la_name=s.la_name)
     out["dispatched"] = await dispatch_task(dispatch_config(s))
     await acreate_table_artifact(
         key="school-updates-summary",

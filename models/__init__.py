@@ -1,5 +1,6 @@
 """The case data model: tables, edge schemas, validated types, engine and migrations."""
 
+from models._tz import UTCDateTime
 from models.db import get_engine, is_sqlite, session_scope
 from models.enums import (
     CaseOutcome,
@@ -51,6 +52,7 @@ __all__ = [
     "REQUIRED_SCHOOL_ACTIONS",
     "UPN",
     "URN",
+    "UTCDateTime",
     "AddressIn",
     "AttendanceMark",
     "AttendancePupil",

@@ -49,7 +49,6 @@ import httpx
 import jwt
 from pydantic import SecretStr
 
-from cme.secrets import reveal
 from models.enums import NotificationChannel, Template
 from notifications.errors import (
     OutcomeUnknownError,
@@ -262,10 +261,9 @@ class SmtpChannel:
         self.host = host
         self.port = port
         self.username = username
-        # The password may name a Prefect Secret block (`prefect-secret:<block>`): read now.
-        secret = SecretStr(password) if isinstance(password, str) else password
-        text = reveal(secret, setting="CME_SMTP_PASSWORD")
-        self._password = SecretStr(text) if text is not None else None
+        # The password's text: a Prefect Secret block it named was read by whoever built the
+        # channel (tasks.dispatch.channel_from_config): channels never read settings.
+        self._password = SecretStr(password) if isinstance(password, str) else password
         self.starttls = starttls
         self.mail_from = mail_from
         self.timeout = timeout
@@ -392,10 +390,10 @@ class NotifyChannel:
         client: httpx.AsyncClient | None = None,
         timeout: float = 15.0,
     ) -> None:
+        # The key's text: a Prefect Secret block it named was read by whoever built the
+        # channel (tasks.dispatch.channel_from_config): channels never read settings.
         secret = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        # The key may name a Prefect Secret block (`prefect-secret:<block>`): read it now.
-        match = _NOTIFY_KEY.fullmatch(
-            (reveal(secret, setting="CME_NOTIFY_API_KEY") or "").strip())
+        match = _NOTIFY_KEY.fullmatch(secret.get_secret_value().strip())
         if match is None:
             raise ValueError(
                 "notify: the API key is not in the form {key_name}-{service_id}-{secret_key}"

@@ -51,7 +51,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 
-from models._tz import UTCDateTime
+from models import UTCDateTime
 from models.db import get_engine
 from models.enums import NotificationChannel, NotificationStatus, Template
 from models.tables import Notification

@@ -51,10 +51,8 @@ def connector_overrides(env: AgencyEnvironment | None, connector: str
     return {connector: env.connector_settings(connector)}
 
 
-def mendix_transport() -> httpx.AsyncBaseTransport | None:
-    from cme.settings import get_settings
-
-    s = get_settings()
-    world = str(s.sandbox_world) if s.sandbox_world else None
-    env = environment(s.agency_environment, world)
+def mendix_transport(name: str | None, source: str | None) -> httpx.AsyncBaseTransport | None:
+    """The chosen agency environment's transport for the Mendix feed (None: real HTTP).
+    ``name`` and ``source`` as :func:`environment` (the flow passes the settings' values)."""
+    env = environment(name, source)
     return env.mendix_transport() if env is not None else None

@@ -53,6 +53,7 @@ from models import (
     Template,
     session_scope,
 )
+from notifications import keys
 from tasks._common import event, initials, match_key, queue_message
 from tasks.intake import OPEN_STATUSES
 from tasks.lifecycle import Transition, change_status
@@ -479,7 +480,8 @@ def _assess_one(session: Session, p: AttendancePupil, cfg: AttendanceConfig, tod
     # A message that cannot be queued costs only itself, never the case (README, Guarantees).
     queue_message(session, referral_id=rid, template=Template.pmooe_attendance,
                   recipient=school.email, personalisation=personalisation,
-                  channel=NotificationChannel(cfg.channel), idempotency_key=f"pmooe_att:{ref}")
+                  channel=NotificationChannel(cfg.channel),
+                  idempotency_key=keys.pmooe_attendance(ref))
     p.case_id, p.details_needed = rid, None
     report.cases_created += 1
 

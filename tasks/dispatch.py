@@ -21,9 +21,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
+from pydantic import SecretStr
 from sqlmodel import col, select
 
-from cme.secrets import SecretBlockError
+from connectors import SecretBlockError, reveal
 from models import (
     Notification,
     NotificationChannel,
@@ -33,16 +34,25 @@ from models import (
     session_scope,
 )
 from notifications import (
+    DEFAULT_SENDER_NAME,
+    Channel,
     FileChannel,
-    channel_from_config,
     delivery_trouble,
     dispatch_pending,
+    keys,
     queue_notification,
 )
+from notifications import channel_from_config as _channel_with_secrets_read
 from policy import london_date
 from tasks.lifecycle import Transition, change_status
 
-__all__ = ["DispatchConfig", "dispatch_outbox", "dispatch_task", "mark_acknowledged"]
+__all__ = [
+    "DispatchConfig",
+    "channel_from_config",
+    "dispatch_outbox",
+    "dispatch_task",
+    "mark_acknowledged",
+]
 
 
 BATCH = 500
@@ -61,6 +71,41 @@ class DispatchConfig:
     #: Where the duty inbox is, and the file channel's folder, for the delivery alert.
     duty_inbox: str = "cme-duty@la.example.org"
     outbox_dir: str = "outbox"
+    #: The sender's name on every message (from CME_LA_NAME: "<LA name> CME team") and the
+    #: file channel's sender address (CME_MAIL_FROM); None: the notifications defaults.
+    sender_name: str | None = None
+    mail_from: str | None = None
+
+
+#: A channel option that is a secret → the setting it comes from (named in errors).
+_SECRET_OPTIONS = {"password": "CME_SMTP_PASSWORD", "api_key": "CME_NOTIFY_API_KEY"}
+
+
+def channel_from_config(kind: NotificationChannel | str, **config: Any) -> Channel:
+    """The channel :func:`notifications.channel_from_config` builds, its secrets read first.
+
+    The SMTP password and the Notify API key may name a Prefect Secret block
+    (``prefect-secret:<block>``): it is read here, in the process that sends, and the
+    channel gets the text (channels never read settings or blocks: docs/architecture.md).
+    Raises :class:`connectors.SecretBlockError` naming the setting and the block when a block
+    cannot be read, and ``ValueError`` as ``notifications.channel_from_config`` does.
+    """
+    for option, setting in _SECRET_OPTIONS.items():
+        value = config.get(option)
+        if value is not None:
+            secret = value if isinstance(value, SecretStr) else SecretStr(str(value))
+            config[option] = SecretStr(reveal(secret, setting=setting) or "")
+    return _channel_with_secrets_read(kind, **config)
+
+
+def _sender(cfg: DispatchConfig) -> str:
+    return cfg.sender_name or DEFAULT_SENDER_NAME
+
+
+def _alert_channel(cfg: DispatchConfig) -> FileChannel:
+    if cfg.mail_from:
+        return FileChannel(Path(cfg.outbox_dir), mail_from=cfg.mail_from)
+    return FileChannel(Path(cfg.outbox_dir))
 
 
 def mark_acknowledged(db_url: str) -> int:
@@ -101,7 +146,8 @@ async def dispatch_outbox(cfg: DispatchConfig) -> dict[str, int]:
     counts: dict[str, int] = {}
     retry_for = timedelta(days=cfg.retry_days)
     for _ in range(MAX_BATCHES):
-        report = await dispatch_pending(cfg.db_url, channel, limit=BATCH, retry_for=retry_for)
+        report = await dispatch_pending(cfg.db_url, channel, limit=BATCH, retry_for=retry_for,
+                                        sender_name=_sender(cfg))
         got = {k: int(v) for k, v in vars(report).items() if isinstance(v, int)}
         for k, v in got.items():
             counts[k] = counts.get(k, 0) + v
@@ -135,7 +181,7 @@ async def alert_if_failing(cfg: DispatchConfig, *, gave_up: int,
         cfg.channel, trouble.failing, since, gave_up, trouble.failed)
     if cfg.channel == NotificationChannel.file.value:
         return 0  # the folder itself is failing: the log line is what is left
-    key = f"delivery-failing:{cfg.channel}:{london_date(now).isoformat()}"
+    key = keys.delivery_failing(cfg.channel, london_date(now))
     with session_scope(cfg.db_url) as s:
         added = queue_notification(
             s, referral_id=None, template=Template.delivery_failing, recipient=cfg.duty_inbox,
@@ -146,7 +192,7 @@ async def alert_if_failing(cfg: DispatchConfig, *, gave_up: int,
             },
             channel=NotificationChannel.file, idempotency_key=key)
     # The file channel sends only its own rows (the alert, and any written for it earlier).
-    await dispatch_pending(cfg.db_url, FileChannel(Path(cfg.outbox_dir)), now=now)
+    await dispatch_pending(cfg.db_url, _alert_channel(cfg), now=now, sender_name=_sender(cfg))
     return 1 if added else 0
 
 

@@ -37,6 +37,7 @@ from models import (
     describe_validation_error,
     session_scope,
 )
+from notifications import keys
 from tasks._common import event, initials, match_key, queue_message
 from tasks.import_files import (
     EXCERPT_BYTES,
@@ -407,12 +408,14 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
         event(session, rid, "school_contact", contact_note)
     if contact_differs:
         school.quoted_by_id = rid
-    common = {"reference": ref, "initials": initials(child), "school_name": school.name}
+    # The LA's name from the settings (CME_LA_NAME), not the templates' fallback.
+    common = {"reference": ref, "initials": initials(child), "school_name": school.name,
+              "la_name": cfg.la_name}
     channel = NotificationChannel(cfg.channel)
     queue_message(
         session, referral_id=rid, template=Template.acknowledgement, recipient=school.email,
         personalisation={**common, "due_date": referral.acknowledgement_due.isoformat()},
-        channel=channel, idempotency_key=f"ack:{ref}",
+        channel=channel, idempotency_key=keys.acknowledgement(ref),
     )
 
     if category == "NOT_CME":
@@ -436,7 +439,7 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
         queue_message(
             session, referral_id=rid, template=Template.not_cme_signpost,
             recipient=school.email, personalisation=personalisation, channel=channel,
-            idempotency_key=f"not_cme:{ref}",
+            idempotency_key=keys.not_cme(ref),
         )
         report.not_cme += 1
         return
@@ -471,7 +474,7 @@ def _ingest_one(session: Session, source: str, line_no: int | None, raw: str | O
             session, referral_id=rid, template=Template.missing_school_actions,
             recipient=school.email,
             personalisation={**common, "missing_actions": list(referral.missing_actions)},
-            channel=channel, idempotency_key=f"missing:{ref}",
+            channel=channel, idempotency_key=keys.missing_information(ref),
         )
         report.missing_actions_flagged += 1
     if rec.safeguarding_concern:

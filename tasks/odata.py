@@ -10,6 +10,13 @@ a URL, points at another server (the credentials go only to ``CME_MENDIX_BASE_UR
 server) or repeats a page already read. A relative ``nextLink`` is read against the page
 that carried it. A ``ChangedDate`` later than the start of the read does not move the
 watermark past that moment, so one bad date cannot hide every later change.
+
+Every page is read through the agencies' HTTP layer (``connectors.AgencyHTTP``: README,
+"Connector authors"), not a loop of its own: 429 honours ``Retry-After`` (a wait over the cap
+is not waited for), 408/5xx, timeouts and dropped connections are retried with back-off, a
+page over :data:`MAX_PAGE_BYTES` is refused while it streams, and a circuit breaker stops
+calling a service that keeps failing (the intake flow keeps one breaker per process, so a dead
+feed is not hammered every quarter of an hour).
 """
 
 from __future__ import annotations
@@ -18,36 +25,72 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
+from pydantic import SecretStr
+
+from connectors import (
+    AgencyChannel,
+    AgencyHTTP,
+    AgencyResponse,
+    AgencyUnavailable,
+    CircuitBreaker,
+    CircuitOpen,
+    ConnectionFailed,
+    ConnectorError,
+    RateLimited,
+    RateLimiter,
+    ResponseTooLarge,
+    RetryPolicy,
+    SecretBlockError,
+    reveal,
 )
-
-from cme.errors import CmeError
-from cme.secrets import SecretBlockError, reveal
-from cme.settings import Settings
 from models import SourceState, session_scope
+from tasks.errors import PipelineError
 
-__all__ = ["MendixFeedError", "fetch_mendix_changes", "save_watermark", "SOURCE"]
+__all__ = [
+    "MAX_PAGE_BYTES",
+    "SOURCE",
+    "MendixFeed",
+    "MendixFeedError",
+    "feed_breaker",
+    "fetch_mendix_changes",
+    "save_watermark",
+]
 
 SOURCE = "mendix"
 MAX_PAGES = 10_000
+#: The largest page read: 500 records of up to intake's record cap and then some (a page
+#: with one 3 MB record must still arrive, so intake can quarantine that record by name).
+MAX_PAGE_BYTES = 200 * 1024 * 1024
+#: Retries as before this used the agencies' layer: 4 attempts, 0.5 s doubling to 8 s.
+RETRY = RetryPolicy(max_attempts=4, backoff_initial=0.5, backoff_max=8.0,
+                    retry_after_cap=60.0)
 _ODATA_KEYS = {"ID", "ChangedDate"}
 
 
-class MendixFeedError(CmeError):
+class MendixFeedError(PipelineError):
     """The OData service could not be read, or answered with something that is not OData."""
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code in (408, 429) or exc.response.status_code >= 500
-    return isinstance(exc, httpx.TransportError)
+class MendixFeed(Protocol):
+    """Where the feed is and how to sign in: the settings (``flows.settings.Settings``) have
+    these fields; a task never reads settings itself (docs/architecture.md)."""
+
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def mendix_base_url(self) -> str | None: ...
+    @property
+    def mendix_username(self) -> str | None: ...
+    @property
+    def mendix_password(self) -> SecretStr | None: ...
+
+
+def feed_breaker() -> CircuitBreaker:
+    """A breaker for the feed: opens after 5 failed calls in a row, tries again after 5 min."""
+    return CircuitBreaker(threshold=5, cooldown=300.0)
 
 
 def _watermark(db_url: str) -> datetime | None:
@@ -66,12 +109,17 @@ def save_watermark(db_url: str, when: datetime) -> None:
             row.updated_at = datetime.now(UTC)
 
 
-async def fetch_mendix_changes(settings: Settings, *,
+async def fetch_mendix_changes(settings: MendixFeed, *,
                                transport: httpx.AsyncBaseTransport | None = None,
                                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                               breaker: CircuitBreaker | None = None,
+                               max_page_bytes: int = MAX_PAGE_BYTES,
                                ) -> tuple[list[tuple[int | None, str]], datetime | None]:
     """Every referral changed since the watermark, as raw JSON records, plus the newest
-    ``ChangedDate`` seen (save it with :func:`save_watermark` once the records are stored)."""
+    ``ChangedDate`` seen (save it with :func:`save_watermark` once the records are stored).
+
+    ``breaker``: the feed's circuit breaker, kept by the caller across reads (default: a new
+    one for this read). Raises :class:`MendixFeedError` for anything that goes wrong."""
     if not settings.mendix_base_url:
         raise MendixFeedError("CME_MENDIX_BASE_URL is not set")
     since = _watermark(settings.database_url)
@@ -80,7 +128,7 @@ async def fetch_mendix_changes(settings: Settings, *,
         params["$filter"] = f"ChangedDate gt {since.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
     auth = None
     if settings.mendix_username:
-        try:  # the password may name a Prefect Secret block (cme/secrets.py)
+        try:  # the password may name a Prefect Secret block (connectors/secrets.py)
             pw = reveal(settings.mendix_password, setting="CME_MENDIX_PASSWORD") or ""
         except SecretBlockError as exc:
             raise MendixFeedError(str(exc)) from None
@@ -90,19 +138,27 @@ async def fetch_mendix_changes(settings: Settings, *,
         origin = _origin(httpx.URL(first))
     except httpx.InvalidURL:
         raise MendixFeedError("CME_MENDIX_BASE_URL is not a valid URL") from None
+    if origin[0] not in ("http", "https") or not origin[1]:
+        raise MendixFeedError("CME_MENDIX_BASE_URL is not an http(s) URL")
     url: str | None = first
     started = datetime.now(UTC)
     records: list[tuple[int | None, str]] = []
     newest: datetime | None = since
     read: set[str] = set()
     async with httpx.AsyncClient(auth=auth, transport=transport, timeout=30.0) as client:
+        http = AgencyHTTP(AgencyChannel(
+            name=SOURCE, client=client, policy=RETRY, limiter=RateLimiter(None),
+            breaker=breaker if breaker is not None else feed_breaker(), max_concurrency=1,
+            # Only the configured server: a nextLink elsewhere is refused before this.
+            allowed_hosts=frozenset({origin[1]}), allow_http=origin[0] == "http",
+            max_response_bytes=max_page_bytes, attempt_deadline=120.0, sleep=sleep))
         pages = 0
         while url is not None:
             pages += 1
             if pages > MAX_PAGES:
                 raise MendixFeedError("the OData feed kept paging past the limit")
             read.add(url)
-            page = await _get_page(client, url, params if pages == 1 else None, sleep)
+            page = await _get_page(http, url, params if pages == 1 else None, max_page_bytes)
             for item in page["value"]:
                 if isinstance(item, dict):
                     changed = item.get("ChangedDate")
@@ -156,28 +212,42 @@ def _next_url(current: str, link: object, origin: tuple[str, str, int | None],
     return str(nxt)
 
 
-async def _get_page(client: httpx.AsyncClient, url: str, params: dict[str, str] | None,
-                    sleep: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
+async def _get_page(http: AgencyHTTP, url: str, params: dict[str, str] | None,
+                    cap: int) -> dict[str, Any]:
     try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_transient), stop=stop_after_attempt(4),
-            wait=wait_exponential_jitter(multiplier=0.5, max=8), reraise=True, sleep=sleep,
-        ):
-            with attempt:
-                resp = await client.get(url, params=params)
-                resp.raise_for_status()
-    except httpx.HTTPStatusError as exc:
-        code = exc.response.status_code
+        resp = await http.get(url, params=params)
+    except ConnectorError as exc:
+        raise MendixFeedError(_feed_failure(exc, cap)) from None
+    code = resp.status_code
+    if not 200 <= code < 300:
         hint = " (check CME_MENDIX_USERNAME/PASSWORD)" if code in (401, 403) else ""
-        raise MendixFeedError(f"the Mendix OData service answered HTTP {code}{hint}") from None
-    except httpx.TransportError as exc:
-        raise MendixFeedError(
-            f"cannot reach the Mendix OData service ({type(exc).__name__})") from None
-    except httpx.HTTPError as exc:  # e.g. a body that cannot be decoded
-        raise MendixFeedError(
-            f"cannot read the Mendix OData service ({type(exc).__name__})") from None
+        raise MendixFeedError(f"the Mendix OData service answered HTTP {code}{hint}")
+    return _odata_page(resp)
+
+
+def _feed_failure(exc: ConnectorError, cap: int) -> str:
+    """The one line for a page the HTTP layer gave up on (no URL, no body: README)."""
+    if isinstance(exc, RateLimited):
+        if not exc.retryable:
+            return ("the Mendix OData service asked to wait longer than "
+                    f"{RETRY.retry_after_cap:.0f} s (HTTP 429, Retry-After)")
+        return "the Mendix OData service answered HTTP 429"
+    if isinstance(exc, AgencyUnavailable) and exc.status_code is not None:
+        return f"the Mendix OData service answered HTTP {exc.status_code}"
+    if isinstance(exc, CircuitOpen):
+        return ("the Mendix OData service kept failing; not calling it for a while "
+                "(circuit open)")
+    if isinstance(exc, ResponseTooLarge):
+        return f"the Mendix OData service sent a page over {cap} bytes; not read"
+    cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else type(exc).__name__
+    if isinstance(exc, ConnectionFailed) or exc.kind == "transient":
+        return f"cannot reach the Mendix OData service ({cause})"
+    return f"cannot read the Mendix OData service ({cause})"
+
+
+def _odata_page(resp: AgencyResponse) -> dict[str, Any]:
     try:
-        body = resp.json()
+        body = json.loads(resp.content)
     except (ValueError, RecursionError):
         raise MendixFeedError("the Mendix OData service sent a page that is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):

@@ -12,6 +12,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from models import Child, NotificationChannel, Referral, School, Template, session_scope
+from notifications import keys
 from tasks._common import initials, queue_message
 from tasks.tracing import TRACEABLE
 
@@ -50,8 +51,8 @@ def school_year_first_day(on: date, terms: list[HalfTerm] | None = None) -> date
     return min(starts) if starts else first
 
 
-def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: str
-                         ) -> dict[str, Any]:
+def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: str,
+                         la_name: str | None = None) -> dict[str, Any]:
     """Queue one update per school with open cases for the current half-term (idempotent
     per school and half-term), and a reminder for each overdue acknowledgement."""
     term = current_half_term(today)
@@ -78,8 +79,9 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                 out["school_updates"] += queue_message(
                     s, referral_id=None, template=Template.half_termly_update,
                     recipient=school.email,
-                    personalisation={"school_name": school.name, "updates": updates},
-                    channel=ch, idempotency_key=f"half_termly:{school.urn}:{term.id}",
+                    personalisation={"school_name": school.name, "updates": updates,
+                                     **({"la_name": la_name} if la_name else {})},
+                    channel=ch, idempotency_key=keys.half_termly_update(school.urn, term.id),
                 )
         overdue = s.exec(
             select(Referral).where(col(Referral.acknowledged_at).is_(None),
@@ -92,6 +94,6 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                 recipient=duty_inbox,
                 personalisation={"reference": r.mendix_reference,
                                  "due_date": r.acknowledgement_due.isoformat()},
-                channel=ch, idempotency_key=f"ack_reminder:{r.mendix_reference}",
+                channel=ch, idempotency_key=keys.acknowledgement_reminder(r.mendix_reference),
             )
     return out

@@ -54,6 +54,7 @@ from models import (
     get_engine,
     session_scope,
 )
+from notifications import keys
 from tasks._agencies import agency_transport, connector_overrides, environment
 from tasks._common import event, initials, insert_ignoring_duplicates, queue_message
 from tasks.lifecycle import Transition, change_status
@@ -524,7 +525,9 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
          cfg: TraceConfig, channel: NotificationChannel, report: DecideReport) -> int:
     rid = r.id or 0
     ref = r.mendix_reference
-    common = {"reference": ref, "initials": initials(child), "school_name": school.name}
+    # The LA's name from the settings (CME_LA_NAME), not the templates' fallback.
+    common = {"reference": ref, "initials": initials(child), "school_name": school.name,
+              "la_name": cfg.la_name}
     queued = 0
     told_las = {a.la_code for a in d.actions
                 if a.kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code
@@ -541,7 +544,7 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
             queued += queue_message(
                 s, referral_id=rid, template=Template.resolution, recipient=school.email,
                 personalisation=personalisation,
-                channel=channel, idempotency_key=f"resolution:{ref}:{d.outcome}",
+                channel=channel, idempotency_key=keys.resolution(ref, d.outcome),
             )
         elif kind is policy.ActionKind.NOTIFY_OTHER_LA and a.la_code:
             contact = cfg.other_la_contacts.get(a.la_code)
@@ -551,7 +554,7 @@ def _act(s: Session, r: Referral, child: Child, school: School, d: policy.Decisi
                 personalisation={"reference": ref, "initials": initials(child),
                                  "other_la_code": a.la_code, "la_name": cfg.la_name,
                                  "forward": contact is None},
-                channel=channel, idempotency_key=f"inter_la:{ref}:{a.la_code}",
+                channel=channel, idempotency_key=keys.inter_la(ref, a.la_code),
             )
             if contact is None:
                 event(s, rid, "inter_la_forward",
@@ -598,8 +601,7 @@ def raise_concern(s: Session, r: Referral, source: str, duty_inbox: str,
           f"Safeguarding concern raised by {who}: a person must review this case now (IARF to "
           "Children's Services / police where appropriate)", rule=rule)
     # The school's concern keeps intake's key, so a school concern gets one task in all.
-    key = f"safeguarding:{r.mendix_reference}:" + ("intake" if source == "school"
-                                                    else f"agency:{source}")
+    key = keys.safeguarding(r.mendix_reference, source)
     return int(queue_message(
         s, referral_id=rid, template=Template.safeguarding_task, recipient=duty_inbox,
         personalisation={"reference": r.mendix_reference, "raised_by": source},

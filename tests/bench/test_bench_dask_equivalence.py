@@ -92,9 +92,9 @@ def _state(db_url: str) -> dict[str, Any]:
 
 
 def _nights(runner: str, dask_address: str | None, outbox: Path) -> list[dict[str, Any]]:
-    from cme.settings import Settings
     from flows._config import task_runner
     from flows.nightly import nightly_tracing
+    from flows.settings import Settings
 
     settings = Settings(task_runner=runner, dask_address=dask_address, max_workers=3)
     flow = nightly_tracing.with_options(task_runner=task_runner(settings))
@@ -109,8 +109,8 @@ def test_dask_runner_leaves_the_same_database_as_the_thread_runner(
 ) -> None:
     from prefect_dask import DaskTaskRunner
 
-    from cme.settings import Settings
     from flows._config import task_runner
+    from flows.settings import Settings
     from sandbox import clear_sandboxes, generate_world, write_generated
 
     world, referrals = generate_world(40, 5, today=TODAY)

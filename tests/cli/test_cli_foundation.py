@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cme.settings import Settings
+from flows.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CME = [sys.executable, "-c", "from cme.cli import main; main()"]

@@ -291,7 +291,7 @@ def test_the_default_transport_is_aiohttp_and_httpx_is_selectable(
 def test_the_settings_know_the_same_transports() -> None:
     from typing import get_args
 
-    from cme.settings import Settings
+    from flows.settings import Settings
 
     assert get_args(Settings.model_fields["http_transport"].annotation) == HTTP_TRANSPORTS
     assert Settings.model_fields["http_transport"].default == "aiohttp"

@@ -473,8 +473,8 @@ def dispatch_after_lease(trial: Trial) -> dict[str, int]:
     flow's, a quarter of an hour later — with the flows' own channel settings; then the
     acknowledgements are recorded, as every dispatch step does."""
     from flows._config import dispatch_config
-    from notifications import channel_from_config, dispatch_pending
-    from tasks.dispatch import mark_acknowledged
+    from notifications import dispatch_pending
+    from tasks.dispatch import channel_from_config, mark_acknowledged
 
     with settings_env(trial.settings()):
         cfg = dispatch_config()

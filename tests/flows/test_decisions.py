@@ -298,7 +298,7 @@ def test_an_outcome_outside_the_automatic_set_waits_for_an_officer(hand: Hand) -
 def test_whereabouts_unknown_cannot_be_made_automatic() -> None:
     from pydantic import ValidationError
 
-    from cme.settings import Settings
+    from flows.settings import Settings
 
     with pytest.raises(ValidationError, match="whereabouts_unknown cannot be automatic"):
         Settings(automatic_outcomes="on_roll_elsewhere,whereabouts_unknown")  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from datetime import date
 import httpx
 import pytest
 
-from cme.settings import Settings
+from flows.settings import Settings
 from tasks.intake import IntakeConfig, ingest_records
 from tasks.odata import MendixFeedError, fetch_mendix_changes, save_watermark
 

@@ -163,8 +163,7 @@ def test_a_bad_duty_inbox_never_quarantines_a_safeguarding_referral(clean_db: st
 ])
 def test_address_settings_are_refused_at_load_naming_the_setting(
         monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
-    from cme.errors import ConfigError
-    from cme.settings import get_settings
+    from flows.settings import ConfigError, get_settings
 
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"^setting {name} is invalid: .+") as err:
@@ -173,7 +172,7 @@ def test_address_settings_are_refused_at_load_naming_the_setting(
 
 
 def test_named_addresses_are_accepted_and_stored_bare(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cme.settings import get_settings
+    from flows.settings import get_settings
 
     monkeypatch.setenv("CME_DUTY_INBOX", "CME Duty <cme-duty@la.example.org>")
     monkeypatch.setenv("CME_OTHER_LA_CONTACTS",

@@ -48,7 +48,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from cme.settings import Settings
+from flows.settings import Settings
 from models import QuarantinedRecord, Referral, SourceState, session_scope
 from tasks.intake import IntakeConfig, ingest_records
 from tasks.odata import MendixFeedError, fetch_mendix_changes, save_watermark

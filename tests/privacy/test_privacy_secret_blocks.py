@@ -37,7 +37,7 @@ def blocks(prefect_harness: None) -> Iterator[dict[str, str]]:
     """Canary secrets saved as Prefect Secret blocks: block name → value."""
     from prefect.blocks.system import Secret
 
-    from cme.secrets import _load_once
+    from connectors.secrets import _load_once
 
     tag = secrets.token_hex(4)
     notify_secret = str(uuid.uuid4())
@@ -119,7 +119,7 @@ def test_settings_holding_block_names_are_read_without_the_prefect_api(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading settings never resolves secrets: `cme cases` works with no Prefect server."""
     from cme.cli import app
-    from cme.settings import get_settings
+    from flows.settings import get_settings
     from models.migrate import upgrade
 
     with socket.socket() as s:
@@ -140,8 +140,8 @@ async def test_the_notify_key_from_a_block_signs_the_jwt(
         caplog: pytest.LogCaptureFixture) -> None:
     import jwt
 
-    from cme.settings import get_settings
     from flows._config import dispatch_config
+    from flows.settings import get_settings
     from models import NotificationChannel, Template, session_scope
     from models.migrate import upgrade
     from notifications import queue_notification
@@ -178,7 +178,7 @@ async def test_the_notify_key_from_a_block_signs_the_jwt(
 
 async def test_the_mendix_password_from_a_block_is_sent_as_basic_auth(
         block_env: dict[str, str], blocks: dict[str, str]) -> None:
-    from cme.settings import get_settings
+    from flows.settings import get_settings
     from models.migrate import upgrade
     from tasks.odata import fetch_mendix_changes
 
@@ -240,9 +240,9 @@ async def test_an_unreadable_notify_key_keeps_every_notification_pending_and_say
         caplog: pytest.LogCaptureFixture) -> None:
     from sqlmodel import select
 
-    from cme.secrets import SecretBlockError
-    from cme.settings import get_settings
+    from connectors.secrets import SecretBlockError
     from flows._config import dispatch_config
+    from flows.settings import get_settings
     from models import (
         Notification,
         NotificationChannel,
@@ -251,8 +251,8 @@ async def test_an_unreadable_notify_key_keeps_every_notification_pending_and_say
         session_scope,
     )
     from models.migrate import upgrade
-    from notifications import channel_from_config, queue_notification
-    from tasks.dispatch import dispatch_outbox
+    from notifications import queue_notification
+    from tasks.dispatch import channel_from_config, dispatch_outbox
 
     with pytest.raises(SecretBlockError) as info:
         channel_from_config("notify", api_key=SecretStr("prefect-secret:missing-notify-key"),
@@ -289,10 +289,10 @@ async def test_an_smtp_password_from_a_block_logs_in(
     from aiosmtpd.smtp import AuthResult, LoginPassword
     from prefect.blocks.system import Secret
 
-    from cme.secrets import _load_once
+    from connectors.secrets import _load_once
     from models import Template
-    from notifications import channel_from_config
     from notifications.channels import OutgoingMessage
+    from tasks.dispatch import channel_from_config
 
     name = f"smtp-pw-{secrets.token_hex(4)}"
     # All digits: Secret.get() would JSON-decode it into an int; the text must arrive as is.

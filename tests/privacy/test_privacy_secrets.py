@@ -126,8 +126,8 @@ async def test_notify_quoting_the_token_back_leaves_no_secret_in_logs_rows_or_th
     from sqlmodel import select
 
     from cme.cli import app
-    from cme.settings import get_settings
     from flows._config import dispatch_config
+    from flows.settings import get_settings
     from models import Notification, NotificationChannel, Template, session_scope
     from models.migrate import upgrade
     from notifications import queue_notification
@@ -178,7 +178,7 @@ async def test_notify_quoting_the_token_back_leaves_no_secret_in_logs_rows_or_th
 
 async def test_the_mendix_feed_refusing_the_password_does_not_repeat_it(
         secret_env: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from cme.settings import get_settings
+    from flows.settings import get_settings
     from models.migrate import upgrade
     from tasks.odata import MendixFeedError, fetch_mendix_changes
 

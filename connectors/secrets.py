@@ -15,7 +15,10 @@ secrets never need the Prefect API: `cme cases` works without it. A block that c
 is an error naming the setting and the block, never a silent empty secret.
 
 Prefect is imported only when a reference is used, so ``connectors/`` stays Prefect-free
-for connector authors who never use blocks.
+for connector authors who never use blocks. It lives in ``connectors`` because a connector
+reads its own API key through it (``Connector`` in ``connectors/_contract.py``); the tasks
+resolve the other secrets with it and hand the text to the notification channels and the
+Mendix feed (docs/architecture.md).
 """
 
 from __future__ import annotations

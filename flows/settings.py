@@ -1,11 +1,15 @@
 """Settings, read from ``CME_*`` environment variables (and a ``.env`` file if present).
 
+Read where the flows wire the pipeline together (``flows/_config.py`` turns them into the
+tasks' frozen configs; the CLI reads them too): tasks, connectors and notification channels
+never read settings themselves (docs/architecture.md).
+
 Every field here is documented in the README's configuration table; a test keeps the two in
 step. Secrets are ``SecretStr``: they print as ``**********``.
 
 Every setting is checked when the settings load, so a wrong one stops a command or a flow run
 at its start with one line naming it (:func:`get_settings` raises
-:class:`~cme.errors.ConfigError`), never halfway through a night. Address settings
+:class:`~tasks.errors.ConfigError`), never halfway through a night. Address settings
 (``CME_DUTY_INBOX``, ``CME_MAIL_FROM``, the values of ``CME_OTHER_LA_CONTACTS``) take one email
 address, bare or in the ``Name <address>`` form; the name is dropped (messages carry the LA's
 own sender name), so every address reaches the outbox bare.
@@ -17,17 +21,18 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from cme.errors import ConfigError
+from connectors import CommaList
 from policy import MAY_BE_AUTOMATIC
+from tasks.errors import ConfigError
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["ConfigError", "Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -43,7 +48,7 @@ class Settings(BaseSettings):
     home_la: str = Field(
         default="850", pattern=r"^\d{3}$", description="This LA's 3-digit code (Hampshire: 850)."
     )
-    connectors: Annotated[list[str], NoDecode] = Field(
+    connectors: CommaList = Field(
         default_factory=list,
         description="Comma-separated connector names to enable (installing one does not "
         "enable it). Empty means none; `cme demo` enables all built-ins.",
@@ -57,7 +62,7 @@ class Settings(BaseSettings):
         "a final answer — found or not found, none pending, none in error — at most one a day) "
         "before 'whereabouts unknown' is proposed to an officer."
     )
-    automatic_outcomes: Annotated[list[str], NoDecode] = Field(
+    automatic_outcomes: CommaList = Field(
         default_factory=lambda: ["on_roll_elsewhere", "resident_other_la", "left_uk"],
         description="Comma-separated outcomes the rulebook acts on without a person when an "
         "agency matched the child on an identifier or answered from official records: any of "
@@ -181,14 +186,6 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of the `cme` CLI.")
 
-    @field_validator("connectors", "automatic_outcomes", mode="before")
-    @classmethod
-    def _split_connectors(cls, value: object) -> object:
-        # The environment gives "other_la, housing"; code may give a list.
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
     @field_validator("database_url")
     @classmethod
     def _a_supported_database(cls, value: str) -> str:
@@ -309,7 +306,7 @@ def _setting_name(loc: object) -> str:
 def get_settings() -> Settings:
     """Read the settings now (not cached: the CLI and tests change the environment).
 
-    Raises :class:`~cme.errors.ConfigError` with one line naming the first wrong setting.
+    Raises :class:`~tasks.errors.ConfigError` with one line naming the first wrong setting.
     """
     try:
         return Settings()

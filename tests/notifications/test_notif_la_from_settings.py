@@ -1,0 +1,38 @@
+"""The LA's name and sender address come from the settings (CME_LA_NAME, CME_MAIL_FROM), not
+from defaults written into the code: a pipeline run for another LA signs its messages as that
+LA (README, "Configuration")."""
+
+from __future__ import annotations
+
+import asyncio
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+from flows._config import dispatch_config
+from flows.settings import Settings
+from models import NotificationChannel, Template, session_scope
+from notifications import queue_notification
+from tasks.dispatch import dispatch_outbox
+
+
+def test_messages_are_signed_by_the_configured_la(clean_db: str, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    settings = Settings(database_url=clean_db, notification_channel="file", outbox_dir=outbox,
+                        la_name="Testshire Council", home_la="999",
+                        mail_from="cme-team@testshire.example.org")
+    with session_scope(clean_db) as s:
+        queue_notification(
+            s, referral_id=None, template=Template.acknowledgement,
+            recipient="office@school.example.org",
+            personalisation={"reference": "CME-2026-000001", "initials": "Z.Q.",
+                             "school_name": "Test School"},
+            channel=NotificationChannel.file, idempotency_key="ack:la-settings:1")
+    counts = asyncio.run(dispatch_outbox(dispatch_config(settings)))
+    assert counts.get("sent") == 1, counts
+    [eml] = sorted(outbox.glob("*.eml"))
+    message = message_from_bytes(eml.read_bytes(), policy=default_policy)
+    sender = str(message["From"])
+    assert "Testshire Council CME team" in sender, sender
+    assert "cme-team@testshire.example.org" in sender, sender
+    assert "Hampshire" not in sender, sender
