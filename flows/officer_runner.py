@@ -75,7 +75,7 @@ def use_forkserver_for_flow_runs(preload: list[str] | None = None) -> None:
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload or PRELOAD))
-    prefect.flow_engine.multiprocessing = _ForkserverInsteadOfSpawn(ctx)  # type: ignore[attr-defined]
+    prefect.flow_engine.multiprocessing = _ForkserverInsteadOfSpawn(ctx)  # type: ignore[attr-defined,assignment]
 
 
 def _flow_named(target: str) -> Any:
