@@ -5,7 +5,8 @@ deployment and a worker), it starts ``trace-referral`` for a reference, as the U
 does (a flow run created from the deployment), and reads back from the server's state history
 where the time went:
 
-- **pick-up**: Scheduled → Pending, the worker noticing the run (its polling interval);
+- **pick-up**: Scheduled → Pending, the worker (or the warm officer runner of `cme ui up`)
+  noticing the run (its polling interval);
 - **start-up**: Pending → Running, a new Python process: Prefect, the pull step and the
   flow module's imports;
 - **work**: Running → Completed, the flow itself;

@@ -8,9 +8,14 @@
 4. the case database (migrated, then the generated referrals imported by the import flow,
    reported to this server so the UI has a run to show);
 5. ``prefect deploy --all`` from the checkout's ``prefect.yaml`` (``CME_HOME`` = the checkout);
-6. ``prefect worker start --pool cme-process`` with the settings the flows need.
+6. ``prefect worker start --pool cme-process`` with the settings the flows need;
+7. the officer runner (``python -m flows.officer_runner``): one warm process that serves the
+   deployments an officer starts and waits for (trace-referral, case-report, decide-case,
+   …) so that their runs do not wait for a cold Python process (README, "Officer-run
+   speed"). ``--no-warm-runner`` leaves them on the worker.
 
-``down`` stops them in the reverse order of their dependants: worker, sandbox, server.
+``down`` stops them in the reverse order of their dependants: runner, worker, sandbox,
+server.
 The same functions (:func:`start_stack`, :func:`stop_stack`) drive the end-to-end tests.
 
 Every process runs in its own process group (so a stop reaches its children) and logs to
@@ -55,10 +60,11 @@ POOL = "cme-process"
 BUILTINS = "other_la,housing,lpd,dwp,border_force"
 STATE_FILE = "stack.json"
 #: Stop order: nothing may be left polling a server that is gone.
-STOP_ORDER = ("worker", "sandbox", "server")
+STOP_ORDER = ("runner", "worker", "sandbox", "server")
 #: A marker each process's command line must contain before we signal a recorded pid
 #: (a pid from an old state file may belong to someone else by now).
-_CMDLINE_MARKER = {"server": "server", "worker": "worker", "sandbox": "sandbox"}
+_CMDLINE_MARKER = {"server": "server", "worker": "worker", "sandbox": "sandbox",
+                   "runner": "flows.officer_runner"}
 
 console = Console()
 ui_app = typer.Typer(help="The Prefect UI for CME officers: start or stop a local stack.",
@@ -241,6 +247,7 @@ def start_stack(
     auth: str | None = None,
     scheduler: bool = True,
     timeout: float = 180.0,
+    warm_runner: bool = True,
     out: Console | None = None,
     extra_env: Mapping[str, str] | None = None,
     secret_blocks: Mapping[str, str] | None = None,
@@ -253,7 +260,8 @@ def start_stack(
     ``secret_blocks`` (block name → value) are saved as Prefect Secret blocks as soon as the
     server is up, for settings in ``extra_env`` that name them (``prefect-secret:<name>``).
     A world already in ``<home>/sandbox-world`` is used as it is (``children`` and ``seed``
-    only shape a world generated here).
+    only shape a world generated here). ``warm_runner=False`` leaves the officer's
+    deployments on the worker (one cold process per run).
     """
     out = out or console
     home = Path(home).resolve()
@@ -302,6 +310,12 @@ def start_stack(
             _spawn(stack, "worker", [_exe("prefect"), "worker", "start", "--pool", POOL,
                                      "--name", worker_name], stack.flow_env(), cwd=stack.repo)
             _wait_worker(stack, worker_name, deadline)
+        if warm_runner:
+            with _step(out, "Officer runner (trace-referral, case-report, … kept warm)"):
+                _spawn(stack, "runner", [sys.executable, "-m", "flows.officer_runner",
+                                         "--prefect-yaml", str(stack.repo / "prefect.yaml")],
+                       stack.flow_env(), cwd=stack.repo)
+                _wait_runner(stack, deadline)
     except BaseException:
         stop_stack(stack, out=out)
         raise
@@ -399,6 +413,29 @@ def _wait_worker(stack: Stack, name: str, deadline: float) -> None:
                 return
         if time.monotonic() > deadline:
             raise CmeError(f"the worker did not come online in time; see {_log(stack, 'worker')}")
+        time.sleep(0.5)
+
+
+def _wait_runner(stack: Stack, deadline: float) -> None:
+    """Until every officer deployment is served by the runner (no work pool, polled)."""
+    from flows.officer_runner import OFFICER_DEPLOYMENTS
+
+    todo = set(OFFICER_DEPLOYMENTS)
+    flow_names = {n: t.split(":")[1].replace("_", "-") for n, t in OFFICER_DEPLOYMENTS.items()}
+    while True:
+        _check_alive(stack, "runner")
+        for name in sorted(todo):
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.get(f"{stack.api_url}/deployments/name/{flow_names[name]}/{name}",
+                              auth=stack.http_auth(), timeout=5)
+                d = r.json() if r.status_code == 200 else {}
+                if d.get("work_pool_name") is None and d.get("status") == "READY":
+                    todo.discard(name)
+        if not todo:
+            return
+        if time.monotonic() > deadline:
+            raise CmeError(f"the officer runner did not serve {', '.join(sorted(todo))} in "
+                           f"time; see {_log(stack, 'runner')}:\n{_tail(_log(stack, 'runner'))}")
         time.sleep(0.5)
 
 
@@ -566,6 +603,9 @@ def up_cmd(
     seed: int = typer.Option(7, "--seed", help="Seed of the generated world."),
     auth: str = typer.Option(None, "--auth", metavar="USER:PASSWORD",
                              help="Turn on the server's basic auth with this auth string."),
+    warm_runner: bool = typer.Option(True, "--warm-runner/--no-warm-runner",
+                                     help="Serve the officer's deployments from one warm "
+                                     "process (fast runs) rather than the worker."),
 ) -> None:
     """Start the Prefect server, sandbox agencies, deployments and a worker, for the UI."""
     home = home.resolve()
@@ -576,7 +616,7 @@ def up_cmd(
         return
     started = time.perf_counter()
     stack = start_stack(home, port=port, sandbox_port=sandbox_port, children=children,
-                        seed=seed, auth=auth)
+                        seed=seed, auth=auth, warm_runner=warm_runner)
     refs = _sample_references(stack)
     console.print(
         f"\n[bold green]The CME UI is up[/bold green] in {time.perf_counter() - started:.0f} s: "

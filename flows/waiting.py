@@ -17,7 +17,7 @@ Needs the ``await-decision`` deployment (``prefect.yaml``): without it (the demo
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
@@ -33,7 +33,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import asuspend_flow_run
 from prefect.input import RunInput
 from prefect.states import Cancelled, Completed, State
-from pydantic import Field
+from pydantic import ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 from sqlmodel import Session, col, select
 
 from connectors import CheckEvidence
@@ -52,7 +53,8 @@ from flows.adhoc import (
 from models import Check, Referral, get_engine
 from tasks.reports import london_when
 
-__all__ = ["DEPLOYMENT", "DecisionForm", "await_decision", "cancel_waiting", "start_waiting"]
+__all__ = ["DEPLOYMENT", "DecisionForm", "OfficerForm", "await_decision", "cancel_waiting",
+           "decision_form", "start_waiting"]
 
 #: ``flow name/deployment name`` of the waiting runs.
 DEPLOYMENT = "await-decision/await-decision"
@@ -66,8 +68,48 @@ _WORDS = {
 }
 
 
-class DecisionForm(RunInput):
-    """The form an officer answers on a waiting run (Resume)."""
+def _prefilled_answers_stay_required(schema: dict[str, Any], model: type[Any]) -> None:
+    keep = getattr(model, "_prefilled_answers", ())
+    if keep:
+        schema["required"] = sorted(set(schema.get("required", [])) | set(keep))
+
+
+class OfficerForm(RunInput):
+    """A form an officer answers on a suspended run, in words however it is filled in.
+
+    Prefect's ``RunInput.with_initial_data`` rebuilds each pre-filled field from its bare
+    type: a choice loses its title and description (the UI then labels it with the choice's
+    class name, "OfficerDecision (Optional)") and, having a default, turns optional. Here
+    a pre-filled field keeps everything it was declared with, and an answer the form
+    requires stays required (pre-selected, not "(Optional)").
+    """
+
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra=_prefilled_answers_stay_required)
+
+    @classmethod
+    def with_initial_data(cls, description: str | None = None,
+                          **kwargs: Any) -> type[Self]:
+        """This form with ``kwargs`` pre-filled and ``description`` shown above it."""
+        unknown = sorted(set(kwargs) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field {', '.join(unknown)}")
+        fields: dict[str, Any] = {
+            k: (cls.model_fields[k].annotation,
+                FieldInfo.merge_field_infos(cls.model_fields[k], default=v))
+            for k, v in kwargs.items()}
+        model: type[Self] = create_model(cls.__name__, __base__=cls, **fields)
+        model._prefilled_answers = tuple(  # type: ignore[attr-defined]
+            k for k in kwargs if cls.model_fields[k].is_required())
+        if description is not None:
+            model._description = description
+        return model
+
+
+class DecisionForm(OfficerForm):
+    """The form an officer answers on a waiting run (Resume): your decision on this case."""
+
+    model_config = ConfigDict(title="Your decision")
 
     decision: choice_of(OfficerDecision, "Your decision",  # type: ignore[valid-type]
                         "What you decided on this case.")
@@ -78,6 +120,14 @@ class DecisionForm(RunInput):
     note: str = Field(default="", title="Note", max_length=500,
                       description="A short note for the timeline. Do not type names, dates "
                       "of birth or addresses.")
+
+
+def decision_form(description: str) -> type[DecisionForm]:
+    """The Resume form of a waiting run: ``description`` above it, *Confirm* and *I checked
+    the evidence* pre-selected."""
+    return DecisionForm.with_initial_data(
+        description=description, decision=OfficerDecision.confirm,
+        reason=DecisionReason.evidence_checked)
 
 
 def _name() -> str:
@@ -158,9 +208,7 @@ async def await_decision(
         + "; *Reject* keeps tracing; or choose another outcome.",
     ])
     form = await asuspend_flow_run(
-        wait_for_input=DecisionForm.with_initial_data(
-            description=description, decision=OfficerDecision.confirm,
-            reason=DecisionReason.evidence_checked),
+        wait_for_input=decision_form(description),
         key="decide-" + now.replace("_", "-"),
     )
     return await officer_decides(ref, form.decision, form.reason, la_code=form.la_code,

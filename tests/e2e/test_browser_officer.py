@@ -370,6 +370,13 @@ def test_an_officer_answers_a_waiting_decision_and_the_worklist_changes(
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text(f"Case {ref}: the rulebook proposes")).to_be_visible(
         timeout=30_000)
+    # The form's labels are words: the answers required (pre-selected), the rest optional,
+    # and no class name of the code behind it.
+    for label in ("Your decision", "Why", "LA code (Optional)", "Note (Optional)"):
+        expect(dialog.get_by_text(label, exact=True)).to_be_visible()
+    expect(dialog.get_by_text("What you decided on this case.")).to_be_visible()
+    expect(dialog.get_by_text(re.compile(r"OfficerDecision|DecisionReason|DecisionForm|"
+                                         r"(Your decision|Why) \(Optional\)"))).to_have_count(0)
     j.click(dialog.get_by_text("I checked the evidence and it is this child"))
     j.click(page.get_by_role("option", name=re.compile(r"^Joint decision agreed")))
     j.shot("06-resume-form")

@@ -5,6 +5,7 @@ a reference that is wrong ends the run at once with a message an officer underst
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -64,6 +65,54 @@ def test_the_waiting_runs_form_is_in_words_too() -> None:
     titles = {n: p["title"] for n, p in schema["properties"].items()}
     assert titles == {"decision": "Your decision", "reason": "Why", "la_code": "LA code",
                       "note": "Note"}
+
+
+def _resume_form_schema() -> dict:  # type: ignore[type-arg]
+    """The schema Prefect saves for the UI when a waiting run suspends (``RunInput.asave``)
+    of the form ``await-decision`` suspends with."""
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+
+    from flows.waiting import decision_form
+
+    form = decision_form("## Case CME-2026-000123: the rulebook proposes …")
+    return create_v2_schema(form.__name__, model_base=form)
+
+
+def test_the_resume_form_of_a_waiting_run_reads_in_words_once_filled_in() -> None:
+    schema = _resume_form_schema()
+    text = json.dumps(schema)
+    # Pre-filling must not turn a choice into "OfficerDecision (Optional)": each field keeps
+    # its own title and description, inline, and no class name is anywhere the UI looks.
+    for class_name in ("OfficerDecision", "DecisionReason", "DecisionForm", "$ref",
+                       "definitions", "Optional", "anyOf", "null"):
+        assert class_name not in text, class_name
+    props = schema["properties"]
+    assert {n: p["title"] for n, p in props.items()} == {
+        "decision": "Your decision", "reason": "Why", "la_code": "LA code", "note": "Note"}
+    assert all(p.get("description") for p in props.values()), props
+    # The two answers are pre-selected but still required (the UI adds "(Optional)" to a
+    # field the schema does not require); the LA code and the note may stay blank.
+    assert sorted(schema["required"]) == ["decision", "reason"]
+    assert props["decision"]["default"] == "Confirm what the rulebook proposed"
+    assert props["reason"]["default"] == "I checked the evidence and it is this child"
+    assert schema["title"] == "Your decision"
+
+
+def test_the_prefilled_resume_form_still_accepts_the_answers_and_refuses_strangers() -> None:
+    from pydantic import ValidationError
+
+    from flows.adhoc import DecisionReason, OfficerDecision
+    from flows.waiting import decision_form
+
+    form = decision_form("…")
+    answer = form(decision=OfficerDecision.reject.value, reason="not_this_child")
+    assert answer.decision is OfficerDecision.reject
+    assert answer.reason is DecisionReason.not_this_child
+    assert form().decision is OfficerDecision.confirm  # Resume without touching the form
+    with pytest.raises(ValidationError):
+        form(decision="Delete everything")
+    with pytest.raises(TypeError, match="no field"):
+        form.with_initial_data(description="…", child_name="x")
 
 
 def test_the_reference_field_says_what_a_reference_looks_like() -> None:
