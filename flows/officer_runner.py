@@ -40,6 +40,7 @@ OFFICER_DEPLOYMENTS = {
     "record-agency-response": "flows.adhoc:record_agency_response",
     "decide-case": "flows.adhoc:decide_case",
     "close-case": "flows.adhoc:close_case",
+    "reopen-case": "flows.adhoc:reopen_case",
     "case-report": "flows.adhoc:case_report",
     "worklist": "flows.worklist:worklist",
 }

@@ -22,7 +22,7 @@ def test_the_runner_serves_the_officer_deployments_described_as_in_prefect_yaml(
     served = {spec["name"]: (flow, spec) for flow, spec in officer_flows(REPO / "prefect.yaml")}
     assert set(served) == set(OFFICER_DEPLOYMENTS) == {
         "trace-referral", "record-agency-response", "decide-case", "close-case",
-        "case-report", "worklist"}
+        "reopen-case", "case-report", "worklist"}
     for name, (flow, used) in served.items():
         # The officer reads the same description whichever process runs the deployment.
         assert used["description"] == spec[name]["description"] and used["description"]
