@@ -3,10 +3,11 @@ and the decisions the guidance gives to a person are only proposed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date
 
 import pytest
+from evidence_kit import Ev
 
 from policy import (
     AUTOMATIC_OUTCOMES,
@@ -34,25 +35,6 @@ CASE = CaseFacts(reference="MX-0001", school_urn="116000", received=date(2026, 1
 SCHOOL = Action(kind=ActionKind.NOTIFY_SCHOOL, school_urn="116000")
 REVIEW = Action(kind=ActionKind.OFFICER_REVIEW)
 
-
-@dataclass(frozen=True)
-class Ev:
-    """Evidence as a connector returns it (the fields policy.EvidenceLike reads)."""
-
-    kind: str
-    la_code: str | None = None
-    school_urn: str | None = None
-    on_roll: bool | None = None
-    address: str | None = None
-    postcode: str | None = None
-    date_seen: date | None = None
-    departure_date: date | None = None
-    departure_country: str | None = None
-    ctf_destination: str | None = None
-    ctf_destination_la: str | None = None
-    confidence: float = 1.0
-    safeguarding: bool = False
-    match_basis: str | None = "identifier"
 
 
 def found(connector: str, *evidence: Ev, official: bool = False) -> list[CheckResult]:

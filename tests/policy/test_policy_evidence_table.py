@@ -4,34 +4,13 @@ rulebook's result out. Uses only ``policy`` (it stays importable alone)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pytest
+from evidence_kit import Ev
 
 from policy import CheckOutcome, CheckResult, MatchBasis, results_from_evidence
-
-
-@dataclass(frozen=True)
-class Ev:
-    """The fields policy.EvidenceLike reads (connectors.Evidence has them all)."""
-
-    kind: str
-    la_code: str | None = None
-    school_urn: str | None = None
-    on_roll: bool | None = None
-    address: str | None = None
-    postcode: str | None = None
-    date_seen: date | None = None
-    departure_date: date | None = None
-    departure_country: str | None = None
-    ctf_destination: str | None = None
-    ctf_destination_la: str | None = None
-    confidence: float = 1.0
-    safeguarding: bool = False
-    match_basis: str | None = "identifier"
-
 
 SEEN = date(2026, 2, 27)
 LEFT = date(2026, 1, 5)

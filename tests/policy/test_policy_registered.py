@@ -4,11 +4,11 @@ uses evidence"), and the kinds of evidence the rulebook reads are one list."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import get_args
 
 import pytest
+from evidence_kit import Ev
 
 from connectors import EvidenceKind
 from policy import (
@@ -30,23 +30,6 @@ ALL = frozenset({"other_la", "housing", "lpd", "dwp", "border_force", "gp"})
 CASE = CaseFacts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
                  rounds=3, enabled_connectors=ALL)
 
-
-@dataclass(frozen=True)
-class Ev:
-    kind: str
-    la_code: str | None = None
-    school_urn: str | None = None
-    on_roll: bool | None = None
-    address: str | None = None
-    postcode: str | None = None
-    date_seen: date | None = None
-    departure_date: date | None = None
-    departure_country: str | None = None
-    ctf_destination: str | None = None
-    ctf_destination_la: str | None = None
-    confidence: float = 1.0
-    safeguarding: bool = False
-    match_basis: str | None = "identifier"
 
 
 def found(connector: str, *evidence: Ev, official: bool = False) -> list[CheckResult]:
