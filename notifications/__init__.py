@@ -22,7 +22,6 @@ from notifications.channels import (
     message_id_for,
 )
 from notifications.dispatch import (
-    DEFAULT_SENDER_NAME,
     NOT_QUEUED_SUFFIX,
     OUTAGE_AFTER,
     OUTCOME_UNKNOWN,
@@ -54,7 +53,6 @@ from notifications.templates import (
 
 __all__ = [
     "ALLOWED_FIELDS",
-    "DEFAULT_SENDER_NAME",
     "NOT_QUEUED_SUFFIX",
     "OPTIONAL_FIELDS",
     "OUTAGE_AFTER",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from models import (
     session_scope,
 )
 from notifications import (
-    DEFAULT_SENDER_NAME,
     Channel,
     FileChannel,
     delivery_trouble,
@@ -68,12 +67,13 @@ class DispatchConfig:
     channel_options: dict[str, Any]
     #: CME_NOTIFICATION_RETRY_DAYS: how long a failing message is retried.
     retry_days: int = 5
-    #: Where the duty inbox is, and the file channel's folder, for the delivery alert.
-    duty_inbox: str = "cme-duty@la.example.org"
+    #: Where the duty inbox is (CME_DUTY_INBOX: no default, the settings are the one place
+    #: it is written), and the file channel's folder, for the delivery alert.
+    duty_inbox: str = field(kw_only=True)
     outbox_dir: str = "outbox"
     #: The sender's name on every message (from CME_LA_NAME: "<LA name> CME team") and the
-    #: file channel's sender address (CME_MAIL_FROM); None: the notifications defaults.
-    sender_name: str | None = None
+    #: file channel's sender address (CME_MAIL_FROM; None: the channel's default).
+    sender_name: str = field(kw_only=True)
     mail_from: str | None = None
 
 
@@ -99,7 +99,7 @@ def channel_from_config(kind: NotificationChannel | str, **config: Any) -> Chann
 
 
 def _sender(cfg: DispatchConfig) -> str:
-    return cfg.sender_name or DEFAULT_SENDER_NAME
+    return cfg.sender_name
 
 
 def _alert_channel(cfg: DispatchConfig) -> FileChannel:
