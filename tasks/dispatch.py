@@ -35,6 +35,7 @@ from models import (
 )
 from notifications import (
     Channel,
+    ChannelOptions,
     FileChannel,
     delivery_trouble,
     dispatch_pending,
@@ -64,7 +65,9 @@ ALERT_AFTER = timedelta(hours=1)
 class DispatchConfig:
     db_url: str
     channel: str
-    channel_options: dict[str, Any]
+    #: The channel's typed options (notifications.channel_options; the flows build them from
+    #: the settings when the settings are read). They unpack as keywords.
+    channel_options: ChannelOptions
     #: CME_NOTIFICATION_RETRY_DAYS: how long a failing message is retried.
     retry_days: int = 5
     #: Where the duty inbox is (CME_DUTY_INBOX: no default, the settings are the one place
@@ -75,6 +78,11 @@ class DispatchConfig:
     #: file channel's sender address (CME_MAIL_FROM; None: the channel's default).
     sender_name: str = field(kw_only=True)
     mail_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channel_options.kind.value != self.channel:
+            raise TypeError(f"DispatchConfig: {type(self.channel_options).__name__} given for "
+                            f"the {self.channel} channel")
 
 
 #: A channel option that is a secret → the setting it comes from (named in errors).

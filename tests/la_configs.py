@@ -8,10 +8,13 @@ written. Imported by name: ``from tests.la_configs import intake_config``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+import notifications
 from flows.settings import Settings
+from notifications import ChannelOptions
 from policy import CaseFacts
 from tasks.attendance import AttendanceConfig
 from tasks.dispatch import DispatchConfig
@@ -46,8 +49,13 @@ def attendance_config(db_url: str, **overrides: Any) -> AttendanceConfig:
     return AttendanceConfig(db_url=db_url, **({"la_name": LA_NAME} | overrides))
 
 
-def dispatch_config(db_url: str, channel: str, channel_options: Any,
+def dispatch_config(db_url: str, channel: str,
+                    channel_options: Mapping[str, Any] | ChannelOptions,
                     **overrides: Any) -> DispatchConfig:
+    """``channel_options`` may be a plain mapping: it is checked into the channel's typed
+    options as the settings' are (notifications.channel_options)."""
+    if isinstance(channel_options, Mapping):
+        channel_options = notifications.channel_options(channel, **channel_options)
     values: dict[str, Any] = {"duty_inbox": DUTY_INBOX, "sender_name": SENDER_NAME}
     return DispatchConfig(db_url=db_url, channel=channel, channel_options=channel_options,
                           **(values | overrides))
