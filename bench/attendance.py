@@ -34,8 +34,9 @@ def _one(marks: int, folder: Path) -> dict[str, float]:
 
     from models import School, get_engine
     from models.migrate import upgrade
-    from tasks.attendance import AttendanceConfig, assess_pupils, import_marks
+    from tasks.attendance import assess_pupils, import_marks
     from tests.attendance.attkit import HEADER, school_days, upn
+    from tests.la_configs import attendance_config
 
     days = school_days(date(2025, 9, 1), 190)
     path = folder / "marks.csv"
@@ -60,7 +61,7 @@ def _one(marks: int, folder: Path) -> dict[str, float]:
         s.add(School(urn="116001", name="Bench School", la_code="850",
                      email="office@bench.example.org"))
         s.commit()
-    cfg = AttendanceConfig(db_url=url)
+    cfg = attendance_config(db_url=url)
     t0 = time.perf_counter()
     imported = import_marks(path, cfg)
     t1 = time.perf_counter()

@@ -227,17 +227,17 @@ def import_into(db_url: str, referrals: Path, outbox: Path) -> None:
 
     from models import get_engine
     from models.migrate import upgrade
-    from tasks.dispatch import DispatchConfig, dispatch_outbox
-    from tasks.intake import IntakeConfig, ingest_records, read_jsonl
+    from tasks.dispatch import dispatch_outbox
+    from tasks.intake import ingest_records, read_jsonl
+    from tests.la_configs import dispatch_config, intake_config
 
     upgrade(db_url)
-    cfg = IntakeConfig(db_url=db_url, channel="file", duty_inbox="cme-duty@la.example.org",
-                       la_name="Hampshire County Council", signpost_contacts={})
+    cfg = intake_config(db_url=db_url, channel="file", signpost_contacts={})
     records = read_jsonl(referrals)
     while batch := list(islice(records, 500)):
         ingest_records(batch, source=referrals.name, cfg=cfg)
-    asyncio.run(dispatch_outbox(DispatchConfig(db_url=db_url, channel="file",
-                                               channel_options={"outbox_dir": outbox})))
+    asyncio.run(dispatch_outbox(dispatch_config(db_url=db_url, channel="file",
+                                                channel_options={"outbox_dir": outbox})))
     shutil.rmtree(outbox, ignore_errors=True)
     engine = get_engine(db_url)
     if engine.dialect.name == "sqlite":

@@ -81,18 +81,8 @@ def intake_config(settings: Settings | None = None) -> IntakeConfig:
 
 def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
     s = settings or get_settings()
-    options: dict[str, Any]
-    if s.notification_channel == "file":
-        options = {"outbox_dir": s.outbox_dir, "mail_from": s.mail_from}
-    elif s.notification_channel == "smtp":
-        options = {"host": s.smtp_host, "port": s.smtp_port, "username": s.smtp_username,
-                   "password": s.smtp_password, "starttls": s.smtp_starttls,
-                   "mail_from": s.mail_from}
-    else:
-        options = {"api_key": s.notify_api_key, "base_url": s.notify_base_url,
-                   "template_ids": dict(s.notify_template_ids)}
     return DispatchConfig(db_url=s.database_url, channel=s.notification_channel,
-                          channel_options=options, retry_days=s.notification_retry_days,
+                          channel_options=s.channel_options(), retry_days=s.notification_retry_days,
                           duty_inbox=s.duty_inbox, outbox_dir=str(s.outbox_dir),
                           sender_name=f"{s.la_name} CME team", mail_from=s.mail_from)
 

@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from connectors import CommaList
+from notifications import ChannelOptions, OptionError, channel_options
 from policy import MAY_BE_AUTOMATIC
 from tasks.errors import ConfigError
 
@@ -238,6 +239,34 @@ class Settings(BaseSettings):
         return value
 
 
+    def channel_options(self) -> ChannelOptions:
+        """The typed options of ``CME_NOTIFICATION_CHANNEL`` from its settings.
+
+        Raises :class:`~tasks.errors.ConfigError` with one line naming the wrong setting
+        (:func:`get_settings` calls this, so a wrong option stops start-up)."""
+        kind = self.notification_channel
+        names = _CHANNEL_SETTINGS[kind]
+        try:
+            return channel_options(kind, **{opt: getattr(self, name)
+                                            for opt, name in names.items()})
+        except OptionError as exc:
+            setting = _setting_name(names.get(exc.option, "notification_channel"))
+            msg = str(exc).removeprefix(f"{exc.option}: ")
+            raise ConfigError(f"setting {setting} is invalid: {msg} (the {kind} channel's "
+                              "option)") from None
+
+
+#: Channel → its option → the setting it comes from (named when the option is wrong).
+_CHANNEL_SETTINGS: dict[str, dict[str, str]] = {
+    "file": {"outbox_dir": "outbox_dir", "mail_from": "mail_from"},
+    "smtp": {"host": "smtp_host", "port": "smtp_port", "username": "smtp_username",
+             "password": "smtp_password", "starttls": "smtp_starttls",
+             "mail_from": "mail_from"},
+    "notify": {"api_key": "notify_api_key", "base_url": "notify_base_url",
+               "template_ids": "notify_template_ids"},
+}
+
+
 @lru_cache(maxsize=4)
 def _installed_connectors(_path: tuple[str, ...]) -> frozenset[str]:
     """Names in the ``cme.connectors`` entry-point group (not loaded: a broken one is
@@ -309,7 +338,7 @@ def get_settings() -> Settings:
     Raises :class:`~tasks.errors.ConfigError` with one line naming the first wrong setting.
     """
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors(include_input=False)[0]
         name = _setting_name(first["loc"][0]) if first["loc"] else "CME_*"
@@ -322,3 +351,5 @@ def get_settings() -> Settings:
         name = _setting_name(found.group(1)) if found else "CME_*"
         raise ConfigError(f"setting {name} is invalid: not valid JSON (write a JSON "
                           "object, e.g. {\"850\": \"cme@la.example.org\"})") from None
+    settings.channel_options()  # the chosen channel's options, checked now: one line
+    return settings

@@ -6,7 +6,9 @@ The rest of the project may use exactly what ``__all__`` lists:
   decision that caused it), idempotent on its key;
 - :func:`dispatch_pending` sends due rows through a channel, crash-safely;
   :func:`delivery_trouble` says what keeps failing; :func:`requeue_failed` re-queues;
-- :func:`channel_from_config` builds the ``file`` / ``smtp`` / ``notify`` channel;
+- :func:`channel_from_config` builds the ``file`` / ``smtp`` / ``notify`` channel, from the
+  typed options :func:`channel_options` checks (:class:`FileOptions`, :class:`SmtpOptions`,
+  :class:`NotifyOptions`);
 - :func:`render` and the field tables say what each template needs and may carry.
 
 Prefect-free: ``tasks/`` wraps the dispatcher in a task.
@@ -22,7 +24,6 @@ from notifications.channels import (
     message_id_for,
 )
 from notifications.dispatch import (
-    DEFAULT_SENDER_NAME,
     NOT_QUEUED_SUFFIX,
     OUTAGE_AFTER,
     OUTCOME_UNKNOWN,
@@ -43,6 +44,14 @@ from notifications.errors import (
     SendError,
     TransientSendError,
 )
+from notifications.options import (
+    ChannelOptions,
+    FileOptions,
+    NotifyOptions,
+    OptionError,
+    SmtpOptions,
+    channel_options,
+)
 from notifications.templates import (
     ALLOWED_FIELDS,
     OPTIONAL_FIELDS,
@@ -54,7 +63,6 @@ from notifications.templates import (
 
 __all__ = [
     "ALLOWED_FIELDS",
-    "DEFAULT_SENDER_NAME",
     "NOT_QUEUED_SUFFIX",
     "OPTIONAL_FIELDS",
     "OUTAGE_AFTER",
@@ -62,21 +70,27 @@ __all__ = [
     "RETRY_FOR",
     "TEMPLATE_FIELDS",
     "Channel",
+    "ChannelOptions",
     "DeliveryTrouble",
     "DispatchReport",
     "FileChannel",
+    "FileOptions",
     "InvalidPersonalisationError",
     "NotificationError",
     "NotifyChannel",
+    "NotifyOptions",
+    "OptionError",
     "OutcomeUnknownError",
     "OutgoingMessage",
     "PermanentSendError",
     "Rendered",
     "SendError",
     "SmtpChannel",
+    "SmtpOptions",
     "TransientSendError",
     "backoff",
     "channel_from_config",
+    "channel_options",
     "delivery_trouble",
     "dispatch_pending",
     "message_id_for",

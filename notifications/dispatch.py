@@ -66,7 +66,6 @@ from notifications.errors import (
 from notifications.templates import render, validate_personalisation
 
 __all__ = [
-    "DEFAULT_SENDER_NAME",
     "OUTCOME_UNKNOWN",
     "DispatchReport",
     "DeliveryTrouble",
@@ -81,7 +80,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SENDER_NAME = "Hampshire County Council CME team"
 #: ``last_error`` of a row whose delivery cannot be known: a person decides whether to resend.
 OUTCOME_UNKNOWN = (
     "outcome unknown: the {channel} channel cannot tell whether this message was delivered; "
@@ -166,7 +164,7 @@ class _Dispatch:
         now: datetime,
         *,
         max_attempts: int | None,
-        sender_name: str,
+        sender_name: str | None,
         claim_timeout: timedelta,
         concurrency: int,
         retry_for: timedelta = RETRY_FOR,
@@ -411,7 +409,7 @@ async def dispatch_pending(
     now: datetime | None = None,
     limit: int = 500,
     max_attempts: int | None = None,
-    sender_name: str = DEFAULT_SENDER_NAME,
+    sender_name: str | None = None,
     claim_timeout: timedelta = timedelta(minutes=10),
     concurrency: int = 4,
     retry_for: timedelta = RETRY_FOR,
@@ -431,6 +429,8 @@ async def dispatch_pending(
       code, never content.
 
     ``now`` (aware) is the clock for this run: due times, back-off and ``sent_at``.
+    ``sender_name`` is the name on the From line (the flows pass "<CME_LA_NAME> CME team");
+    None sends from the bare address: this library holds no LA's name (README, Configuration).
     Rows for other channels are left alone: they must be looked up by the channel that sent
     them. Returns a :class:`DispatchReport`.
     """

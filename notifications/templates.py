@@ -33,7 +33,6 @@ from notifications.errors import InvalidPersonalisationError
 
 __all__ = [
     "ALLOWED_FIELDS",
-    "DEFAULT_LA_NAME",
     "OPTIONAL_FIELDS",
     "TEMPLATE_FIELDS",
     "Rendered",
@@ -41,45 +40,51 @@ __all__ = [
     "validate_personalisation",
 ]
 
-DEFAULT_LA_NAME = "Hampshire County Council"
 TEAM_NAME = "Children Missing Education (CME) team"
 
-#: Keys each template must be given.
+#: Keys each template must be given. ``la_name`` is the LA's name (CME_LA_NAME): this library
+#: holds none of its own, so a message can only be signed by the LA the settings name.
 TEMPLATE_FIELDS: dict[Template, frozenset[str]] = {
-    Template.acknowledgement: frozenset({"reference", "initials", "school_name"}),
+    Template.acknowledgement: frozenset({"reference", "initials", "school_name", "la_name"}),
     Template.acknowledgement_reminder: frozenset({"reference", "due_date"}),
     Template.missing_school_actions: frozenset(
-        {"reference", "initials", "school_name", "missing_actions"}
+        {"reference", "initials", "school_name", "missing_actions", "la_name"}
     ),
-    Template.not_cme_signpost: frozenset({"reference", "initials", "school_name", "reason"}),
-    Template.resolution: frozenset({"reference", "initials", "school_name", "outcome"}),
-    Template.half_termly_update: frozenset({"school_name", "updates"}),
-    Template.inter_la: frozenset({"reference", "initials"}),
+    Template.not_cme_signpost: frozenset(
+        {"reference", "initials", "school_name", "reason", "la_name"}
+    ),
+    Template.resolution: frozenset(
+        {"reference", "initials", "school_name", "outcome", "la_name"}
+    ),
+    Template.half_termly_update: frozenset({"school_name", "updates", "la_name"}),
+    Template.inter_la: frozenset({"reference", "initials", "la_name"}),
     Template.safeguarding_task: frozenset({"reference"}),
-    Template.pmooe_attendance: frozenset({"reference", "school_name", "pmooe_reason", "met_on"}),
+    Template.pmooe_attendance: frozenset(
+        {"reference", "school_name", "pmooe_reason", "met_on", "la_name"}
+    ),
     # To the duty inbox by the file channel when the configured channel keeps failing.
     Template.delivery_failing: frozenset({"channel", "failing", "gave_up"}),
 }
 
 #: Keys each template may also be given (absent ones render as "not said").
 OPTIONAL_FIELDS: dict[Template, frozenset[str]] = {
-    Template.acknowledgement: frozenset({"la_name", "team_contact", "due_date"}),
+    Template.acknowledgement: frozenset({"team_contact", "due_date"}),
     Template.acknowledgement_reminder: frozenset({"school_name"}),
-    Template.missing_school_actions: frozenset({"la_name", "team_contact"}),
+    Template.missing_school_actions: frozenset({"team_contact"}),
     Template.not_cme_signpost: frozenset(
-        {"signpost_team", "signpost_contact", "la_name", "team_contact"}
+        {"signpost_team", "signpost_contact", "team_contact"}
     ),
     # other_la_told: whether we hold that LA's CME contact (and so have written to it).
-    Template.resolution: frozenset({"other_la_code", "other_la_told", "la_name", "team_contact"}),
-    Template.half_termly_update: frozenset({"period", "la_name", "team_contact"}),
+    Template.resolution: frozenset({"other_la_code", "other_la_told", "team_contact"}),
+    Template.half_termly_update: frozenset({"period", "team_contact"}),
     # forward: no contact is held for that LA, so the message goes to our own duty inbox
     # saying what to forward and to whom.
-    Template.inter_la: frozenset({"other_la_code", "la_name", "team_contact", "forward"}),
+    Template.inter_la: frozenset({"other_la_code", "team_contact", "forward"}),
     # "No detail": the duty officer opens the case to see why. raised_by is "school" or the
     # name of the agency (connector) that flagged the concern.
     Template.safeguarding_task: frozenset({"rule", "raised_by"}),
     # initials: only when the attendance data (or an earlier referral) gave the pupil's name.
-    Template.pmooe_attendance: frozenset({"initials", "la_name", "team_contact"}),
+    Template.pmooe_attendance: frozenset({"initials", "team_contact"}),
     Template.delivery_failing: frozenset({"failing_since", "retry_days"}),
 }
 
@@ -399,7 +404,6 @@ def render(template: Template | str, personalisation: Mapping[str, Any]) -> Rend
     context: dict[str, Any] = dict.fromkeys(OPTIONAL_FIELDS[tpl])
     context.update(values)
     context["team"] = TEAM_NAME
-    context["la_name"] = values.get("la_name", DEFAULT_LA_NAME)
     subject = _ENV.get_template(f"{tpl.value}.subject").render(context)
     body = _ENV.get_template(f"{tpl.value}.body").render(context)
     # Collapse the blank lines optional blocks leave behind; end with exactly one newline.

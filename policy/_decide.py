@@ -65,7 +65,6 @@ __all__ = [
     "DEFAULT_MATCH_THRESHOLD",
     "DEFAULT_MIN_ROUNDS",
     "Decision",
-    "HOME_LA",
     "LPD_LEFT_SYSTEM",
     "LPD_UNKNOWN",
     "MAY_BE_AUTOMATIC",
@@ -80,8 +79,6 @@ __all__ = [
     "officer_decision",
 ]
 
-#: Hampshire's LA number (docs/guidance.md, Identifiers: "Hampshire is 850").
-HOME_LA = "850"
 #: Rounds of tracing before whereabouts may be proposed as unknown (a setting, default 3).
 DEFAULT_MIN_ROUNDS = 3
 #: A strong match needs at least this confidence (a setting, ``CME_MATCH_THRESHOLD``).
@@ -214,6 +211,8 @@ class CaseFacts:
     ``rounds`` is the number of tracing rounds that count (:func:`policy.complete_rounds`,
     less any an officer set aside by rejecting a proposal); ``enabled_connectors`` the names
     of the connectors this deployment asks — all of them, whatever one trace asked.
+    ``home_la`` is this LA's code (CME_HOME_LA, handed in by the caller: policy holds no LA
+    of its own) and ``school_la`` the referring school's LA.
     ``safeguarding`` is a concern the school raised; ``concerns`` the sources (``school`` or
     an agency) of concerns already recorded, each of which already has its task: a recorded
     concern keeps the case escalated until a person closes it. ``confirmed_outcome`` is an
@@ -225,8 +224,8 @@ class CaseFacts:
     school_urn: str
     received: date
     safeguarding: bool = False
-    home_la: str = HOME_LA
-    school_la: str = HOME_LA
+    home_la: str
+    school_la: str
     rounds: int = 0
     enabled_connectors: frozenset[str] = field(default_factory=frozenset)
     concerns: frozenset[str] = field(default_factory=frozenset)

@@ -10,7 +10,7 @@ from connectors import ConnectorSettings, TraceSubject
 from connectors.builtin.housing import HousingSettings
 from connectors.builtin.other_la import OtherLASettings
 
-from ._generator import OTHER_LAS
+from ._generator import HOME_LA, OTHER_LAS
 from ._world import FaultProfile, World, WorldChild
 
 __all__ = [
@@ -122,7 +122,7 @@ def subject_for(child: WorldChild, reference: str | None = None) -> TraceSubject
         reference=reference or child.id, upn=child.upn, forename=child.forename,
         surname=child.surname, former_surnames=tuple(child.former_surnames), dob=child.dob,
         sex=child.sex, postcode=child.postcode, address_line=child.address_line,
-        town=child.town, home_la="850", parent_surname=child.parent_surname,
+        town=child.town, home_la=HOME_LA, parent_surname=child.parent_surname,
         nhs_number=child.nhs_number,
     )
 

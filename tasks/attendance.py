@@ -25,7 +25,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -105,7 +105,8 @@ class AttendanceConfig:
 
     db_url: str
     channel: str = "file"
-    la_name: str = "Hampshire County Council"
+    #: CME_LA_NAME: no default, it comes from the settings only.
+    la_name: str = field(kw_only=True)
     batch_size: int = 5000
 
 

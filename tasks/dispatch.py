@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from models import (
     session_scope,
 )
 from notifications import (
-    DEFAULT_SENDER_NAME,
     Channel,
+    ChannelOptions,
     FileChannel,
     delivery_trouble,
     dispatch_pending,
@@ -65,16 +65,24 @@ ALERT_AFTER = timedelta(hours=1)
 class DispatchConfig:
     db_url: str
     channel: str
-    channel_options: dict[str, Any]
+    #: The channel's typed options (notifications.channel_options; the flows build them from
+    #: the settings when the settings are read). They unpack as keywords.
+    channel_options: ChannelOptions
     #: CME_NOTIFICATION_RETRY_DAYS: how long a failing message is retried.
     retry_days: int = 5
-    #: Where the duty inbox is, and the file channel's folder, for the delivery alert.
-    duty_inbox: str = "cme-duty@la.example.org"
+    #: Where the duty inbox is (CME_DUTY_INBOX: no default, the settings are the one place
+    #: it is written), and the file channel's folder, for the delivery alert.
+    duty_inbox: str = field(kw_only=True)
     outbox_dir: str = "outbox"
     #: The sender's name on every message (from CME_LA_NAME: "<LA name> CME team") and the
-    #: file channel's sender address (CME_MAIL_FROM); None: the notifications defaults.
-    sender_name: str | None = None
+    #: file channel's sender address (CME_MAIL_FROM; None: the channel's default).
+    sender_name: str = field(kw_only=True)
     mail_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channel_options.kind.value != self.channel:
+            raise TypeError(f"DispatchConfig: {type(self.channel_options).__name__} given for "
+                            f"the {self.channel} channel")
 
 
 #: A channel option that is a secret → the setting it comes from (named in errors).
@@ -99,7 +107,7 @@ def channel_from_config(kind: NotificationChannel | str, **config: Any) -> Chann
 
 
 def _sender(cfg: DispatchConfig) -> str:
-    return cfg.sender_name or DEFAULT_SENDER_NAME
+    return cfg.sender_name
 
 
 def _alert_channel(cfg: DispatchConfig) -> FileChannel:

@@ -62,8 +62,9 @@ class IntakeConfig:
 
     db_url: str
     channel: str = "file"
-    duty_inbox: str = "cme-duty@la.example.org"
-    la_name: str = "Hampshire County Council"
+    #: CME_DUTY_INBOX and CME_LA_NAME: no defaults, they come from the settings only.
+    duty_inbox: str = field(kw_only=True)
+    la_name: str = field(kw_only=True)
     signpost_contacts: dict[str, str] = field(default_factory=dict)
 
 

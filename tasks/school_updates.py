@@ -52,7 +52,7 @@ def school_year_first_day(on: date, terms: list[HalfTerm] | None = None) -> date
 
 
 def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: str,
-                         la_name: str | None = None) -> dict[str, Any]:
+                         la_name: str) -> dict[str, Any]:
     """Queue one update per school with open cases for the current half-term (idempotent
     per school and half-term), and a reminder for each overdue acknowledgement."""
     term = current_half_term(today)
@@ -80,7 +80,7 @@ def queue_school_updates(db_url: str, today: date, *, channel: str, duty_inbox: 
                     s, referral_id=None, template=Template.half_termly_update,
                     recipient=school.email,
                     personalisation={"school_name": school.name, "updates": updates,
-                                     **({"la_name": la_name} if la_name else {})},
+                                     "la_name": la_name},
                     channel=ch, idempotency_key=keys.half_termly_update(school.urn, term.id),
                 )
         overdue = s.exec(

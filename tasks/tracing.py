@@ -102,10 +102,12 @@ class TraceConfig:
     today: date
     run_id: str
     channel: str = "file"
-    home_la: str = "850"
+    #: This LA's code, duty inbox and name (CME_HOME_LA, CME_DUTY_INBOX, CME_LA_NAME): no
+    #: defaults, so they can only come from the settings (flows/_config.py).
+    home_la: str = field(kw_only=True)
     min_rounds: int = 3
-    duty_inbox: str = "cme-duty@la.example.org"
-    la_name: str = "Hampshire County Council"
+    duty_inbox: str = field(kw_only=True)
+    la_name: str = field(kw_only=True)
     other_la_contacts: dict[str, str] = field(default_factory=dict)
     sandbox_world: str | None = None
     agency_environment: str | None = None

@@ -30,7 +30,6 @@ from models import (
     get_engine,
 )
 from tasks.attendance import (
-    AttendanceConfig,
     AttendanceFileError,
     assess_pupils,
     import_marks,
@@ -38,6 +37,7 @@ from tasks.attendance import (
 from tasks.school_updates import school_year_first_day
 from tasks.worklist import Why, build_worklist
 from tests.attendance.attkit import HEADER, marks, school_days, upn, write
+from tests.la_configs import attendance_config
 
 TODAY = date(2026, 3, 20)
 SPRING = date(2026, 1, 5)  # a Monday
@@ -53,7 +53,7 @@ def db(clean_db: str) -> str:
 
 
 def run(db: str, path: Path, batch_size: int = 5000) -> dict[str, int]:
-    cfg = AttendanceConfig(db_url=db, batch_size=batch_size)
+    cfg = attendance_config(db_url=db, batch_size=batch_size)
     report = import_marks(path, cfg)
     report.add(assess_pupils(cfg, TODAY))
     return vars(report)
@@ -265,13 +265,13 @@ def test_a_pupil_who_cannot_be_made_a_case_is_listed_for_an_officer(
     with Session(get_engine(db)) as s:
         s.add(School(urn="999999", name="Elm", la_code="850", email="office@elm.example.org"))
         s.commit()
-    assert assess_pupils(AttendanceConfig(db_url=db), TODAY).cases_created == 1
+    assert assess_pupils(attendance_config(db_url=db), TODAY).cases_created == 1
 
 
 def _peak_import(db: str, path: Path) -> int:
     tracemalloc.start()
     try:
-        import_marks(path, AttendanceConfig(db_url=db, batch_size=1000))
+        import_marks(path, attendance_config(db_url=db, batch_size=1000))
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -49,14 +49,14 @@ def _empty(db_url: str) -> None:
 
 
 def _import(db_url: str, referrals: Path, outbox: Path) -> None:
-    from tasks.dispatch import DispatchConfig, dispatch_outbox
-    from tasks.intake import IntakeConfig, ingest_records, read_jsonl
+    from tasks.dispatch import dispatch_outbox
+    from tasks.intake import ingest_records, read_jsonl
+    from tests.la_configs import dispatch_config, intake_config
 
-    cfg = IntakeConfig(db_url=db_url, channel="file", duty_inbox="cme-duty@la.example.org",
-                       la_name="Hampshire County Council", signpost_contacts={})
+    cfg = intake_config(db_url=db_url, channel="file", signpost_contacts={})
     ingest_records(list(read_jsonl(referrals)), source=referrals.name, cfg=cfg)
-    asyncio.run(dispatch_outbox(DispatchConfig(db_url=db_url, channel="file",
-                                               channel_options={"outbox_dir": outbox})))
+    asyncio.run(dispatch_outbox(dispatch_config(db_url=db_url, channel="file",
+                                                channel_options={"outbox_dir": outbox})))
 
 
 _RANDOM_REF = re.compile(r"-N\d{8}$")  # the sandbox's reference for an unmatched person

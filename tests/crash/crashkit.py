@@ -87,10 +87,11 @@ def reset_db(db_url: str) -> None:
 def import_referrals(world: World, db_url: str, channel: str) -> None:
     """The school referrals, taken in without dispatching: the night sends the
     acknowledgements with everything else (so a crash can land among them too)."""
-    from tasks.intake import IntakeConfig, ingest_records, read_jsonl
+    from tasks.intake import ingest_records, read_jsonl
+    from tests.la_configs import intake_config
 
     report = ingest_records(list(read_jsonl(world.referrals_path)), source="crash-trial",
-                            cfg=IntakeConfig(db_url=db_url, channel=channel))
+                            cfg=intake_config(db_url=db_url, channel=channel))
     assert report.created >= CHILDREN // 2, vars(report)
 
 

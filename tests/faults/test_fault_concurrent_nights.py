@@ -65,12 +65,13 @@ class Stage:
 @pytest.fixture
 def stage(clean_db: str, prefect_harness: None, tmp_path: Path) -> Iterator[Stage]:
     from sandbox import AgencyFaults, generate_world, write_generated
-    from tasks.intake import IntakeConfig, ingest_records, read_jsonl
+    from tasks.intake import ingest_records, read_jsonl
+    from tests.la_configs import intake_config
 
     world, referrals = generate_world(CHILDREN, SEED, today=TODAY)
     paths = write_generated(world, referrals, tmp_path / "world")
     report = ingest_records(list(read_jsonl(Path(paths["referrals"]))), source="concurrency",
-                            cfg=IntakeConfig(db_url=clean_db, channel="file"))
+                            cfg=intake_config(db_url=clean_db, channel="file"))
     assert report.created >= CHILDREN // 2, vars(report)
     with serve(Path(paths["world"]), log=tmp_path / "sandbox.log") as served:
         served.put_today(TODAY)
@@ -251,11 +252,12 @@ def test_a_lock_held_on_another_machine_stands_until_its_lease_runs_out(clean_db
 def test_a_referrals_round_is_claimed_by_one_run_at_a_time(clean_db: str) -> None:
     from models import Referral
     from sandbox import generate_world
-    from tasks.intake import IntakeConfig, ingest_records
+    from tasks.intake import ingest_records
+    from tests.la_configs import intake_config
 
     _, referrals = generate_world(3, SEED, today=TODAY)
     ingest_records([(n, json.dumps(r)) for n, r in enumerate(referrals, 1)], source="claims",
-                   cfg=IntakeConfig(db_url=clean_db, channel="file"))
+                   cfg=intake_config(db_url=clean_db, channel="file"))
     with Session(get_engine(clean_db)) as s:
         ids = [r.id or 0 for r in s.exec(select(Referral))]
     assert ids

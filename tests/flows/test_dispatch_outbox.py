@@ -12,9 +12,11 @@ from models.db import get_engine, session_scope
 from models.enums import NotificationStatus, Template
 from models.tables import Notification
 from notifications import queue_notification
-from tasks.dispatch import DispatchConfig, dispatch_outbox
+from tasks.dispatch import dispatch_outbox
+from tests.la_configs import LA_NAME, dispatch_config
 
-ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School"}
+ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School",
+       "la_name": LA_NAME}
 
 
 def _queue(db_url: str, n: int) -> None:
@@ -36,7 +38,7 @@ async def test_more_rows_than_one_batch_are_all_sent(
 ) -> None:
     monkeypatch.setattr(dispatch_module, "BATCH", 3)
     _queue(clean_db, 8)
-    cfg = DispatchConfig(clean_db, "file", {"outbox_dir": str(tmp_path / "outbox")})
+    cfg = dispatch_config(clean_db, "file", {"outbox_dir": str(tmp_path / "outbox")})
 
     counts = await dispatch_outbox(cfg)
 

@@ -139,12 +139,13 @@ def sandbox_world(tmp_path: Path) -> str:
 @pytest.mark.parametrize("readable", [True, False], ids=["readable", "unreadable"])
 def test_a_formal_answer_carried_into_the_next_round_goes_through_the_model(
         clean_db: str, sandbox_world: str, readable: bool) -> None:
-    from tasks.tracing import UNREADABLE_EVIDENCE, TraceConfig, trace_referrals
+    from tasks.tracing import UNREADABLE_EVIDENCE, trace_referrals
+    from tests.la_configs import trace_config
 
     stored = CheckEvidence.column(ITEMS[2:]) if readable else MISSPELT
     rid = _case(clean_db, _check("border_force", stored, agency_reference="BF-1"))
-    cfg = TraceConfig(db_url=clean_db, connectors=("border_force",), today=TODAY,
-                      run_id="run-evidence", sandbox_world=sandbox_world)
+    cfg = trace_config(db_url=clean_db, connectors=("border_force",), today=TODAY,
+                       run_id="run-evidence", sandbox_world=sandbox_world)
     report = asyncio.run(trace_referrals("border_force", [rid], cfg))
     assert report.asked == 0  # carried: nothing sent to the agency
     with Session(get_engine(clean_db)) as s:
@@ -165,7 +166,8 @@ def test_a_formal_answer_from_before_a_reopening_is_not_carried_the_agency_is_as
     """A child found missing again is traced afresh: Border Force's answer about where the
     child went last time must not decide this time (README, *A case's life*)."""
     from models import CaseEvent
-    from tasks.tracing import TraceConfig, trace_referrals
+    from tasks.tracing import trace_referrals
+    from tests.la_configs import trace_config
 
     rid = _case(clean_db, _check("border_force", CheckEvidence.column(ITEMS[2:]),
                                  agency_reference="BF-1"))
@@ -173,8 +175,8 @@ def test_a_formal_answer_from_before_a_reopening_is_not_carried_the_agency_is_as
         s.add(CaseEvent(referral_id=rid, kind="reopened", text="Reopened by an officer",
                         actor="officer", at=datetime(2026, 3, 1, 9, tzinfo=UTC)))
         s.commit()
-    cfg = TraceConfig(db_url=clean_db, connectors=("border_force",), today=TODAY,
-                      run_id="run-reopened", sandbox_world=sandbox_world)
+    cfg = trace_config(db_url=clean_db, connectors=("border_force",), today=TODAY,
+                       run_id="run-reopened", sandbox_world=sandbox_world)
     report = asyncio.run(trace_referrals("border_force", [rid], cfg))
     assert report.asked == 1  # a new request, not the old answer carried
     with Session(get_engine(clean_db)) as s:

@@ -20,7 +20,8 @@ from sqlmodel import Session, select
 
 from models import QuarantinedRecord, Referral, get_engine
 from tasks.import_files import ImportFileError
-from tasks.intake import MAX_RECORD_BYTES, IntakeConfig, ingest_records, read_jsonl
+from tasks.intake import MAX_RECORD_BYTES, ingest_records, read_jsonl
+from tests.la_configs import intake_config
 from tests.referral_records import referral_record
 
 RECORD = referral_record("CME-2026-930001")
@@ -130,7 +131,7 @@ def test_an_oversized_line_is_refused_unread_and_kept_as_an_excerpt_with_its_has
     finally:
         tracemalloc.stop()
     assert peak < 4 * MAX_RECORD_BYTES  # the 50 MB line was never held whole
-    report = ingest_records(records, source=path.name, cfg=IntakeConfig(db_url=clean_db))
+    report = ingest_records(records, source=path.name, cfg=intake_config(db_url=clean_db))
     assert (report.created, report.quarantined, report.accounted) == (2, 1, 3)
     with Session(get_engine(clean_db)) as s:
         [kept] = s.exec(select(QuarantinedRecord)).all()

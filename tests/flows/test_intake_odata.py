@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from flows.settings import Settings
-from tasks.intake import IntakeConfig, ingest_records
+from tasks.intake import ingest_records
 from tasks.odata import MendixFeedError, fetch_mendix_changes, save_watermark
+from tests.la_configs import intake_config
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def mendix(clean_db: str):  # type: ignore[no-untyped-def]
 
 def _pull(settings: Settings, transport: httpx.AsyncBaseTransport):  # type: ignore[no-untyped-def]
     records, newest = asyncio.run(fetch_mendix_changes(settings, transport=transport))
-    cfg = IntakeConfig(db_url=settings.database_url)
+    cfg = intake_config(db_url=settings.database_url)
     report = ingest_records(records, source="mendix", cfg=cfg)
     if newest is not None:
         save_watermark(settings.database_url, newest)

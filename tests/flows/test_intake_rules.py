@@ -18,7 +18,8 @@ from models import (
     Referral,
     get_engine,
 )
-from tasks.intake import IntakeConfig, ingest_records
+from tasks.intake import ingest_records
+from tests.la_configs import intake_config
 from tests.referral_records import CHILD_WITH_UPN_AND_ADDRESS, referral_record
 
 BASE = referral_record("CME-2026-900001", received_at="2026-11-28T10:00:00+00:00",
@@ -38,7 +39,7 @@ def rec(**changes: object) -> dict[str, object]:
 
 def ingest(db: str, *records: dict[str, object] | str):  # type: ignore[no-untyped-def]
     lines = [(i, r if isinstance(r, str) else json.dumps(r)) for i, r in enumerate(records, 1)]
-    return ingest_records(lines, source="test.jsonl", cfg=IntakeConfig(db_url=db))
+    return ingest_records(lines, source="test.jsonl", cfg=intake_config(db_url=db))
 
 
 def test_new_referral_is_a_case_with_due_date_and_acknowledgement(clean_db: str) -> None:

@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 
 from models import Notification, get_engine
 from notifications import render
-from tasks.intake import IntakeConfig, ingest_records
+from tasks.intake import ingest_records
+from tests.la_configs import intake_config
 
 RECORD = {
     "mendix_reference": "CME-2026-900101",
@@ -28,7 +29,7 @@ RECORD = {
 
 
 def test_the_acknowledgement_names_the_configured_la(clean_db: str) -> None:
-    cfg = IntakeConfig(db_url=clean_db, la_name="Testshire Council")
+    cfg = intake_config(db_url=clean_db, la_name="Testshire Council")
     report = ingest_records([(1, json.dumps(RECORD))], source="test.jsonl", cfg=cfg)
     assert report.created == 1
     with Session(get_engine(clean_db)) as s:

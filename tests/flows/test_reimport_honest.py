@@ -17,7 +17,8 @@ from sqlmodel import Session, col, select
 
 from models import CaseEvent, NotificationStatus, QuarantinedRecord, Referral, get_engine
 from notifications import FileChannel, dispatch_pending
-from tasks.intake import IntakeConfig, IntakeReport, ingest_records, read_jsonl
+from tasks.intake import IntakeReport, ingest_records, read_jsonl
+from tests.la_configs import intake_config
 from tests.referral_records import CHILD_WITH_UPN_AND_ADDRESS, referral_record
 
 FIRST = referral_record("CME-2026-910001", child=CHILD_WITH_UPN_AND_ADDRESS,
@@ -44,7 +45,7 @@ def write(path: Path, *lines: str) -> Path:
 
 
 def import_file(db: str, path: Path) -> IntakeReport:
-    return ingest_records(read_jsonl(path), source=path.name, cfg=IntakeConfig(db_url=db))
+    return ingest_records(read_jsonl(path), source=path.name, cfg=intake_config(db_url=db))
 
 
 def school_updates(db: str) -> list[str]:
@@ -59,7 +60,7 @@ def test_reimporting_a_file_adds_no_quarantine_row(clean_db: str, tmp_path: Path
     # A plain re-import, then a re-run as after a crash part-way through (the first lines
     # again, as a restarted batch would read them).
     again = import_file(clean_db, path)
-    ingest_records(list(read_jsonl(path))[:2], source=path.name, cfg=IntakeConfig(db_url=clean_db))
+    ingest_records(list(read_jsonl(path))[:2], source=path.name, cfg=intake_config(db_url=clean_db))
     assert first.quarantined == again.quarantined == 3  # still reported each time
     assert again.unchanged == 1 and again.accounted == again.received == 4
     with Session(get_engine(clean_db)) as s:

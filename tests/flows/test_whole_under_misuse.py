@@ -23,13 +23,14 @@ from models import (
 )
 from tasks.intake import IntakeConfig, ingest_records
 from tasks.worklist import Why, build_worklist
+from tests.la_configs import DUTY_INBOX, LA_NAME, intake_config
 
 TODAY = date(2026, 12, 1)
 
 
 def ingest(db: str, *records: dict[str, object], cfg: IntakeConfig | None = None):  # type: ignore[no-untyped-def]
     lines = [(i, json.dumps(r)) for i, r in enumerate(records, 1)]
-    return ingest_records(lines, source="test.jsonl", cfg=cfg or IntakeConfig(db_url=db))
+    return ingest_records(lines, source="test.jsonl", cfg=cfg or intake_config(db_url=db))
 
 
 def _by_ref(db: str) -> dict[str, Referral]:
@@ -101,12 +102,13 @@ def test_a_bad_address_in_the_chunk_config_fails_only_its_message(clean_db: str)
     """Reproduces the chunk rollback: one inter-LA case whose LA's contact is unusable used to
     raise in decide_referrals, undoing every decision of the chunk."""
     import policy
-    from tasks.tracing import TraceConfig, record_decision
+    from tasks.tracing import record_decision
+    from tests.la_configs import trace_config
 
     ingest(clean_db, rec(), rec(mendix_reference="CME-2026-900002",
                                 **{"child.upn": TWIN, "child.surname": "Other"}))
-    cfg = TraceConfig(db_url=clean_db, connectors=("other_la",), today=TODAY, run_id="t",
-                      other_la_contacts={"116": "CME Team <cme@la116.example.org>"})
+    cfg = trace_config(db_url=clean_db, connectors=("other_la",), today=TODAY, run_id="t",
+                       other_la_contacts={"116": "CME Team <cme@la116.example.org>"})
     transferred = policy.Decision(
         status=policy.CaseStatus.TRANSFERRED, outcome=policy.CaseOutcome.RESIDENT_OTHER_LA,
         rule=policy.Rule.TRANSFERRED,
@@ -133,8 +135,8 @@ def test_a_bad_address_in_the_chunk_config_fails_only_its_message(clean_db: str)
     items = [i for i in build_worklist(clean_db, TODAY) if i.why is Why.message_not_queued]
     assert sorted(i.reference or "" for i in items) == sorted(refs)
     # Fixed and decided again: the message is queued and leaves the worklist.
-    good = TraceConfig(db_url=clean_db, connectors=("other_la",), today=TODAY, run_id="t2",
-                       other_la_contacts={"116": "cme@la116.example.org"})
+    good = trace_config(db_url=clean_db, connectors=("other_la",), today=TODAY, run_id="t2",
+                        other_la_contacts={"116": "cme@la116.example.org"})
     with session_scope(clean_db) as s:
         for r in s.exec(select(Referral)):
             child, school = s.get(Child, r.child_id), s.get(School, r.school_id)
@@ -145,7 +147,7 @@ def test_a_bad_address_in_the_chunk_config_fails_only_its_message(clean_db: str)
 
 
 def test_a_bad_duty_inbox_never_quarantines_a_safeguarding_referral(clean_db: str) -> None:
-    cfg = IntakeConfig(db_url=clean_db, duty_inbox="CME Duty <cme-duty@la.example.org>")
+    cfg = intake_config(db_url=clean_db, duty_inbox="CME Duty <cme-duty@la.example.org>")
     report = ingest(clean_db, rec(safeguarding_concern=True), cfg=cfg)
     assert (report.created, report.quarantined, report.safeguarding) == (1, 0, 1)
     r = _by_ref(clean_db)["CME-2026-900001"]
@@ -264,7 +266,7 @@ def test_half_termly_updates_go_to_the_held_contact_not_the_last_referral(
                                                         "child.surname": "Other"})
     forged["school"] = {**forged["school"], "email": "attacker@evil.example.com"}  # type: ignore[dict-item]
     ingest(clean_db, forged)
-    queue_school_updates(clean_db, TODAY, channel="file", duty_inbox="cme-duty@la.example.org")
+    queue_school_updates(clean_db, TODAY, channel="file", duty_inbox=DUTY_INBOX, la_name=LA_NAME)
     with Session(get_engine(clean_db)) as s:
         rows = list(s.exec(select(Notification.recipient).where(
             col(Notification.template) == "half_termly_update")))

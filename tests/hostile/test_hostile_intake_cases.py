@@ -19,7 +19,8 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from models import Notification, QuarantinedRecord, Referral, get_engine
-from tasks.intake import IntakeConfig, IntakeReport, ingest_records, read_jsonl
+from tasks.intake import IntakeReport, ingest_records, read_jsonl
+from tests.la_configs import intake_config
 
 GOOD: dict[str, Any] = {
     "mendix_reference": reference(1, "CASE"),
@@ -49,7 +50,7 @@ def rec(n: int = 1, **changes: Any) -> dict[str, Any]:
 
 def ingest(db: str, *lines: dict[str, Any] | str, source: str = "cases.jsonl") -> IntakeReport:
     numbered = [(i, x if isinstance(x, str) else json.dumps(x)) for i, x in enumerate(lines, 1)]
-    report = ingest_records(numbered, source=source, cfg=IntakeConfig(db_url=db))
+    report = ingest_records(numbered, source=source, cfg=intake_config(db_url=db))
     assert report.accounted == report.received == len(lines), report
     return report
 
@@ -191,7 +192,7 @@ def test_a_hostile_file_is_read_line_by_line_and_nothing_is_dropped(clean_db: st
     path.write_bytes(b"\n".join(lines) + b"\n")
     records = list(read_jsonl(path))
     assert [n for n, _ in records] == [1, 2, 5, 6, 7, 8]  # blank lines are not records
-    report = ingest_records(records, source=path.name, cfg=IntakeConfig(db_url=clean_db))
+    report = ingest_records(records, source=path.name, cfg=intake_config(db_url=clean_db))
     assert report.received == 6 == report.accounted
     assert (report.created, report.unchanged, report.quarantined) == (2, 1, 3)
     rows = quarantined(clean_db)

@@ -39,7 +39,8 @@ from hostile_kit import (
 )
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tasks.intake import IntakeConfig, ingest_records
+from tasks.intake import ingest_records
+from tests.la_configs import intake_config
 
 CI_RECORDS = 2_000
 DEEP_RECORDS = 20_000
@@ -48,7 +49,7 @@ BATCH = (20, 30)
 
 def _fuzz(db_url: str, examples: int) -> Tally:
     """Run ``examples`` generated batches through intake; return what went through."""
-    cfg = IntakeConfig(db_url=db_url)
+    cfg = intake_config(db_url=db_url)
     tally = Tally()
 
     # No shrinking: a failing batch is reported as generated, each line labelled with what

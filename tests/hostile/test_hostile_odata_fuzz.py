@@ -50,8 +50,9 @@ from sqlmodel import select
 
 from flows.settings import Settings
 from models import QuarantinedRecord, Referral, SourceState, session_scope
-from tasks.intake import IntakeConfig, ingest_records
+from tasks.intake import ingest_records
 from tasks.odata import MendixFeedError, fetch_mendix_changes, save_watermark
+from tests.la_configs import intake_config
 
 BASE = "http://mendix.test/odata"
 FIRST = f"{BASE}/Referrals"
@@ -345,7 +346,7 @@ def check_feed(db_url: str, pages: list[Page], initial: datetime | None,
         assert newest is not None and before <= newest <= after, (newest, target)
     # The flow passes no line numbers; numbering them here only labels the quarantine rows.
     numbered = [(n, raw) for n, (_, raw) in enumerate(records, start=1)]
-    report = ingest_records(numbered, source="mendix", cfg=IntakeConfig(db_url=db_url))
+    report = ingest_records(numbered, source="mendix", cfg=intake_config(db_url=db_url))
     check_intake(db_url, [i.line for i in items], report, tally)
     if newest is not None:
         save_watermark(db_url, newest)
@@ -422,7 +423,7 @@ def test_a_huge_page_reaches_intake_whole(clean_db: str) -> None:
     records, newest = _fetch(clean_db, server)
     assert len(records) == 2_001
     assert newest == changed
-    report = ingest_records(records, source="mendix", cfg=IntakeConfig(db_url=clean_db))
+    report = ingest_records(records, source="mendix", cfg=intake_config(db_url=clean_db))
     assert report.received == report.quarantined == report.accounted == 2_001
     with session_scope(clean_db) as s:
         big = s.exec(select(QuarantinedRecord).where(

@@ -43,9 +43,10 @@ def test_the_sqlite_case_database_is_created_0600(tmp_path: Path, umask: int) ->
 def test_the_outbox_folder_is_0700_and_its_messages_0600(tmp_path: Path, umask: int) -> None:
     from models import Template
     from notifications import FileChannel, OutgoingMessage, render
+    from tests.la_configs import LA_NAME
 
     values = {"reference": "CME-2026-000042", "due_date": "2026-12-07", "initials": "Z.Q.",
-              "school_name": "Test Primary"}
+              "school_name": "Test Primary", "la_name": LA_NAME}
     out = render(Template.acknowledgement, values)
     msg = OutgoingMessage(idempotency_key="ack:CME-2026-000042",
                           template=Template.acknowledgement,

@@ -24,11 +24,13 @@ from notifications import (
     message_id_for,
     render,
 )
+from tests.la_configs import LA_NAME
 
 PERSONALISATION = {
     "reference": "CME-2026-0042",
     "initials": "Z.Q.",
     "school_name": "St Mary's & St John's C of E Primary",
+    "la_name": LA_NAME,
 }
 
 

@@ -31,9 +31,11 @@ from notifications import (
     dispatch_pending,
     queue_notification,
 )
+from tests.la_configs import LA_NAME
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School"}
+ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School",
+       "la_name": LA_NAME}
 NOTIFY_BASE = "https://notify.test"
 NOTIFY_KEY = "cme_live-26785a09-ab16-4eb0-8407-a37497a57506-3d844edf-8d35-48ac-975b-e847b4f122b0"
 

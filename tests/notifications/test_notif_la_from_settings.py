@@ -26,7 +26,7 @@ def test_messages_are_signed_by_the_configured_la(clean_db: str, tmp_path: Path)
             s, referral_id=None, template=Template.acknowledgement,
             recipient="office@school.example.org",
             personalisation={"reference": "CME-2026-000001", "initials": "Z.Q.",
-                             "school_name": "Test School"},
+                             "school_name": "Test School", "la_name": settings.la_name},
             channel=NotificationChannel.file, idempotency_key="ack:la-settings:1")
     counts = asyncio.run(dispatch_outbox(dispatch_config(settings)))
     assert counts.get("sent") == 1, counts

@@ -19,13 +19,15 @@ from notifications import (
     TransientSendError,
     render,
 )
+from tests.la_configs import LA_NAME
 
 BASE = "https://notify.test"
 SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
 SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"
 API_KEY = f"cme_live-{SERVICE_ID}-{SECRET}"
 TEMPLATE_ID = "f33517ff-2a88-4f6e-b855-c550268ce08a"
-PERSONALISATION = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School"}
+PERSONALISATION = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School",
+                   "la_name": LA_NAME}
 
 
 def channel(**kw) -> NotifyChannel:

@@ -38,13 +38,15 @@ from notifications import (
     dispatch_pending,
     queue_notification,
 )
-from tasks.dispatch import DispatchConfig, dispatch_outbox
-from tasks.intake import IntakeConfig, ingest_records
+from tasks.dispatch import dispatch_outbox
+from tasks.intake import ingest_records
 from tasks.worklist import Why, build_worklist
+from tests.la_configs import LA_NAME, dispatch_config, intake_config
 from tests.referral_records import referral_record
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School"}
+ACK = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test School",
+       "la_name": LA_NAME}
 
 
 def queue(db: str, n: int, channel: NotificationChannel = NotificationChannel.smtp,
@@ -132,10 +134,10 @@ async def test_the_duty_inbox_is_told_through_the_outbox_folder_once_a_day(
     clean_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue(clean_db, 4)
-    cfg = DispatchConfig(db_url=clean_db, channel="smtp",
-                         channel_options={"host": "127.0.0.1", "port": free_port(),
+    cfg = dispatch_config(db_url=clean_db, channel="smtp",
+                          channel_options={"host": "127.0.0.1", "port": free_port(),
                                           "timeout": 5},
-                         duty_inbox="cme-duty@la.example.org", outbox_dir=str(tmp_path / "out"))
+                          duty_inbox="cme-duty@la.example.org", outbox_dir=str(tmp_path / "out"))
     first = await dispatch_outbox(cfg)
     assert first["retried_later"] == 4 and first["duty_alerted"] == 0  # not yet "keeps failing"
     # Two hours later (as if the dispatches between had failed too):
@@ -161,7 +163,7 @@ async def test_cme_outbox_retry_requeues_failed_messages_and_the_worklist_shows_
     clean_db: str, smtp_server: SmtpServer, workdir: Path
 ) -> None:
     ingest_records([(1, json.dumps(REFERRAL))], source="t.jsonl",
-                   cfg=IntakeConfig(db_url=clean_db, channel="smtp"))
+                   cfg=intake_config(db_url=clean_db, channel="smtp"))
     [ack] = rows(clean_db)
     queue(clean_db, 1, referral_id=ack.referral_id)  # a second message for the same case
     with session_scope(clean_db) as s:
@@ -209,7 +211,7 @@ def test_a_message_that_could_not_be_queued_is_not_requeued_and_is_listed_once(
     from tasks._common import queue_message
 
     ingest_records([(1, json.dumps(REFERRAL))], source="t.jsonl",
-                   cfg=IntakeConfig(db_url=clean_db, channel="smtp"))
+                   cfg=intake_config(db_url=clean_db, channel="smtp"))
     [ack] = rows(clean_db)
     with session_scope(clean_db) as s:
         assert queue_message(s, referral_id=ack.referral_id, template=Template.acknowledgement,

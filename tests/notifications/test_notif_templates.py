@@ -18,6 +18,7 @@ from notifications import (
     render,
     validate_personalisation,
 )
+from tests.la_configs import LA_NAME
 
 # A child's record as intake sees it. None of it may reach a message except the initials.
 CANARY = {
@@ -30,7 +31,8 @@ CANARY = {
 }
 CANARY_VALUES = tuple(CANARY.values())
 
-SCHOOL = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test Primary School"}
+SCHOOL = {"reference": "CME-2026-0042", "initials": "Z.Q.", "school_name": "Test Primary School",
+          "la_name": LA_NAME}
 
 SAMPLES: dict[Template, dict[str, Any]] = {
     Template.acknowledgement: {**SCHOOL, "due_date": "2026-12-07"},
@@ -45,12 +47,14 @@ SAMPLES: dict[Template, dict[str, Any]] = {
     Template.resolution: {**SCHOOL, "outcome": "located"},
     Template.half_termly_update: {
         "school_name": "Test Primary School",
+        "la_name": LA_NAME,
         "updates": [
             {"reference": "CME-2026-0042", "initials": "Z.Q.", "status": "tracing"},
             {"reference": "CME-2026-0043", "initials": "A.B.", "status": "awaiting_response"},
         ],
     },
-    Template.inter_la: {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852"},
+    Template.inter_la: {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852",
+                        "la_name": LA_NAME},
     Template.safeguarding_task: {"reference": "CME-2026-0042"},
     Template.pmooe_attendance: {**SCHOOL, "pmooe_reason": "leave_not_returned",
                                 "met_on": "2026-03-02"},
@@ -155,7 +159,8 @@ def test_an_unknown_code_is_rejected() -> None:
 def test_half_termly_update_items_are_checked_key_by_key() -> None:
     item = {"reference": "CME-1", "initials": "Z.Q.", "status": "tracing", "surname": "Quixote"}
     with pytest.raises(InvalidPersonalisationError) as info:
-        render(Template.half_termly_update, {"school_name": "S", "updates": [item]})
+        render(Template.half_termly_update, {"school_name": "S", "updates": [item],
+                                             "la_name": LA_NAME})
     assert info.value.key == "updates[0].surname"
     assert "Quixote" not in str(info.value)
 
@@ -192,7 +197,8 @@ def test_a_transfer_letter_claims_no_message_we_could_not_send() -> None:
 
 
 def test_an_inter_la_message_without_a_contact_says_what_to_forward_and_to_whom() -> None:
-    body = {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852"}
+    body = {"reference": "CME-2026-0042", "initials": "Z.Q.", "other_la_code": "852",
+            "la_name": LA_NAME}
     forwarded = render(Template.inter_la, {**body, "forward": True})
     assert forwarded.subject.startswith("PLEASE FORWARD to LA 852")
     assert "forward the message below" in forwarded.body
@@ -224,7 +230,8 @@ def test_half_termly_update_lists_each_case_in_plain_words_and_hides_escalation(
     ]
     out = render(
         Template.half_termly_update,
-        {"school_name": "Test School", "updates": updates, "period": "Autumn 2 2026"},
+        {"school_name": "Test School", "updates": updates, "period": "Autumn 2 2026",
+         "la_name": LA_NAME},
     )
     for i, _ in enumerate(CaseStatus):
         assert f"CME-{i} (pupil A.B.):" in out.body

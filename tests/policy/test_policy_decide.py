@@ -22,10 +22,11 @@ from policy import (
     decide,
     next_check_due,
 )
+from tests.la_configs import case_facts
 
 TODAY = date(2026, 3, 2)
 ALL = frozenset({"other_la", "housing", "lpd", "dwp", "border_force"})
-CASE = CaseFacts(
+CASE = case_facts(
     reference="MX-0001",
     school_urn="116000",
     school_la="850",

@@ -14,7 +14,6 @@ from policy import (
     Action,
     ActionKind,
     Answer,
-    CaseFacts,
     CaseOutcome,
     CaseStatus,
     CheckOutcome,
@@ -27,11 +26,12 @@ from policy import (
     officer_decision,
     results_from_evidence,
 )
+from tests.la_configs import case_facts
 
 TODAY = date(2026, 3, 2)
 ALL = frozenset({"other_la", "housing", "lpd", "dwp", "border_force"})
-CASE = CaseFacts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
-                 rounds=3, enabled_connectors=ALL)
+CASE = case_facts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
+                  rounds=3, enabled_connectors=ALL)
 SCHOOL = Action(kind=ActionKind.NOTIFY_SCHOOL, school_urn="116000")
 REVIEW = Action(kind=ActionKind.OFFICER_REVIEW)
 

@@ -13,7 +13,6 @@ from evidence_kit import Ev
 from connectors import EvidenceKind
 from policy import (
     EVIDENCE_KINDS,
-    CaseFacts,
     CaseOutcome,
     CaseStatus,
     CheckOutcome,
@@ -24,11 +23,12 @@ from policy import (
     finding_key,
     results_from_evidence,
 )
+from tests.la_configs import case_facts
 
 TODAY = date(2026, 3, 2)
 ALL = frozenset({"other_la", "housing", "lpd", "dwp", "border_force", "gp"})
-CASE = CaseFacts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
-                 rounds=3, enabled_connectors=ALL)
+CASE = case_facts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
+                  rounds=3, enabled_connectors=ALL)
 
 
 
@@ -97,10 +97,10 @@ def test_a_registration_carries_only_its_la_to_the_rulebook() -> None:
 def test_an_officer_who_confirms_a_registration_lead_establishes_the_outcome() -> None:
     answers = found("gp", GP_852)
     proposal = decide(CASE, answers, TODAY)
-    confirmed = CaseFacts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
-                          rounds=3, enabled_connectors=ALL,
-                          confirmed_outcome=proposal.proposed,
-                          confirmed_findings=frozenset(proposal.findings))
+    confirmed = case_facts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
+                           rounds=3, enabled_connectors=ALL,
+                           confirmed_outcome=proposal.proposed,
+                           confirmed_findings=frozenset(proposal.findings))
     d = decide(confirmed, answers, TODAY)
     assert (d.status, d.outcome) == (CaseStatus.TRANSFERRED, CaseOutcome.RESIDENT_OTHER_LA)
 
@@ -108,9 +108,9 @@ def test_an_officer_who_confirms_a_registration_lead_establishes_the_outcome() -
 def test_an_officer_who_rejects_it_leaves_no_whereabouts() -> None:
     answers = [*found("gp", GP_852), *nf("other_la", "housing", "lpd", "dwp", "border_force")]
     proposal = decide(CASE, answers, TODAY)
-    rejected = CaseFacts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
-                         rounds=3, enabled_connectors=ALL,
-                         rejected_findings=frozenset(proposal.findings))
+    rejected = case_facts(reference="MX-0001", school_urn="116000", received=date(2026, 1, 12),
+                          rounds=3, enabled_connectors=ALL,
+                          rejected_findings=frozenset(proposal.findings))
     d = decide(rejected, answers, TODAY)
     assert d.rule is Rule.WHEREABOUTS_UNKNOWN
 

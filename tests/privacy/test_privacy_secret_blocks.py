@@ -26,6 +26,8 @@ import respx
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from tests.la_configs import LA_NAME
+
 AGENCY = "https://agency.example"
 NOTIFY = "https://notify.example"
 MENDIX = "https://mendix.example/odata"
@@ -154,7 +156,7 @@ async def test_the_notify_key_from_a_block_signs_the_jwt(
             s, referral_id=None, template=Template.acknowledgement,
             recipient="office@school.example.org",
             personalisation={"reference": "CME-2026-000001", "initials": "Z.Q.",
-                             "school_name": "Test School"},
+                             "school_name": "Test School", "la_name": LA_NAME},
             channel=NotificationChannel.notify, idempotency_key="ack:block")
     tokens: list[str] = []
 
@@ -269,7 +271,7 @@ async def test_an_unreadable_notify_key_keeps_every_notification_pending_and_say
                 s, referral_id=None, template=Template.acknowledgement,
                 recipient="office@school.example.org",
                 personalisation={"reference": f"CME-2026-00000{n}", "initials": "Z.Q.",
-                                 "school_name": "Test School"},
+                                 "school_name": "Test School", "la_name": LA_NAME},
                 channel=NotificationChannel.notify, idempotency_key=f"ack:missing:{n}")
     caplog.set_level(logging.WARNING)
     with _mock() as router:

@@ -28,6 +28,8 @@ import pytest
 import respx
 from typer.testing import CliRunner
 
+from tests.la_configs import LA_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 AGENCY = "https://agency.example"
 NOTIFY = "https://notify.example"
@@ -141,7 +143,7 @@ async def test_notify_quoting_the_token_back_leaves_no_secret_in_logs_rows_or_th
                 s, referral_id=None, template=Template.acknowledgement,
                 recipient="office@school.example.org",
                 personalisation={"reference": f"CME-2026-00{n:04d}", "initials": "Z.Q.",
-                                 "school_name": "Test School"},
+                                 "school_name": "Test School", "la_name": LA_NAME},
                 channel=NotificationChannel.notify, idempotency_key=f"ack:{n}")
     tokens: list[str] = []
 
