@@ -84,7 +84,8 @@ def dispatch_config(settings: Settings | None = None) -> DispatchConfig:
     return DispatchConfig(db_url=s.database_url, channel=s.notification_channel,
                           channel_options=s.channel_options(), retry_days=s.notification_retry_days,
                           duty_inbox=s.duty_inbox, outbox_dir=str(s.outbox_dir),
-                          sender_name=f"{s.la_name} CME team", mail_from=s.mail_from)
+                          sender_name=f"{s.la_name} CME team", mail_from=s.mail_from,
+                          la_name=s.la_name)
 
 
 def task_runner(settings: Settings | None = None) -> TaskRunner[Any]:

@@ -63,7 +63,7 @@ from notifications.errors import (
     SendError,
     TransientSendError,
 )
-from notifications.templates import render, validate_personalisation
+from notifications.templates import TEMPLATE_FIELDS, render, validate_personalisation
 
 __all__ = [
     "OUTCOME_UNKNOWN",
@@ -165,6 +165,7 @@ class _Dispatch:
         *,
         max_attempts: int | None,
         sender_name: str | None,
+        la_name: str | None = None,
         claim_timeout: timedelta,
         concurrency: int,
         retry_for: timedelta = RETRY_FOR,
@@ -179,6 +180,7 @@ class _Dispatch:
         self._started = time.monotonic()
         self.max_attempts = max_attempts
         self.sender_name = sender_name
+        self.la_name = la_name
         self.claim_timeout = claim_timeout
         self.concurrency = max(1, concurrency)
         self.retry_for = retry_for
@@ -244,7 +246,14 @@ class _Dispatch:
         )
 
     def _message(self, row: _Row) -> OutgoingMessage:
-        values = validate_personalisation(row.template, row.personalisation)
+        data = row.personalisation
+        if (self.la_name and "la_name" in TEMPLATE_FIELDS.get(row.template, ())
+                and isinstance(data, Mapping) and data.get("la_name") is None):
+            # A row queued before letters carried the LA's name (an upgrade during an
+            # outage's retries) is signed with the configured name, not failed: a queued
+            # message is never lost to an upgrade.
+            data = {**data, "la_name": self.la_name}
+        values = validate_personalisation(row.template, data)
         rendered = render(row.template, values)
         return OutgoingMessage(
             idempotency_key=row.key,
@@ -410,6 +419,7 @@ async def dispatch_pending(
     limit: int = 500,
     max_attempts: int | None = None,
     sender_name: str | None = None,
+    la_name: str | None = None,
     claim_timeout: timedelta = timedelta(minutes=10),
     concurrency: int = 4,
     retry_for: timedelta = RETRY_FOR,
@@ -431,6 +441,7 @@ async def dispatch_pending(
     ``now`` (aware) is the clock for this run: due times, back-off and ``sent_at``.
     ``sender_name`` is the name on the From line (the flows pass "<CME_LA_NAME> CME team");
     None sends from the bare address: this library holds no LA's name (README, Configuration).
+    ``la_name`` (CME_LA_NAME) signs a row queued before messages carried the LA's name.
     Rows for other channels are left alone: they must be looked up by the channel that sent
     them. Returns a :class:`DispatchReport`.
     """
@@ -444,6 +455,7 @@ async def dispatch_pending(
         now,
         max_attempts=max_attempts,
         sender_name=sender_name,
+        la_name=la_name,
         claim_timeout=claim_timeout,
         concurrency=concurrency,
         retry_for=retry_for,

@@ -78,6 +78,8 @@ class DispatchConfig:
     #: file channel's sender address (CME_MAIL_FROM; None: the channel's default).
     sender_name: str = field(kw_only=True)
     mail_from: str | None = None
+    #: CME_LA_NAME, to sign a message queued before messages carried the LA's name.
+    la_name: str = field(kw_only=True)
 
     def __post_init__(self) -> None:
         if self.channel_options.kind.value != self.channel:
@@ -155,7 +157,7 @@ async def dispatch_outbox(cfg: DispatchConfig) -> dict[str, int]:
     retry_for = timedelta(days=cfg.retry_days)
     for _ in range(MAX_BATCHES):
         report = await dispatch_pending(cfg.db_url, channel, limit=BATCH, retry_for=retry_for,
-                                        sender_name=_sender(cfg))
+                                        sender_name=_sender(cfg), la_name=cfg.la_name)
         got = {k: int(v) for k, v in vars(report).items() if isinstance(v, int)}
         for k, v in got.items():
             counts[k] = counts.get(k, 0) + v
@@ -200,7 +202,8 @@ async def alert_if_failing(cfg: DispatchConfig, *, gave_up: int,
             },
             channel=NotificationChannel.file, idempotency_key=key)
     # The file channel sends only its own rows (the alert, and any written for it earlier).
-    await dispatch_pending(cfg.db_url, _alert_channel(cfg), now=now, sender_name=_sender(cfg))
+    await dispatch_pending(cfg.db_url, _alert_channel(cfg), now=now, sender_name=_sender(cfg),
+                           la_name=cfg.la_name)
     return 1 if added else 0
 
 

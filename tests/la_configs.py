@@ -56,7 +56,8 @@ def dispatch_config(db_url: str, channel: str,
     options as the settings' are (notifications.channel_options)."""
     if isinstance(channel_options, Mapping):
         channel_options = notifications.channel_options(channel, **channel_options)
-    values: dict[str, Any] = {"duty_inbox": DUTY_INBOX, "sender_name": SENDER_NAME}
+    values: dict[str, Any] = {"duty_inbox": DUTY_INBOX, "sender_name": SENDER_NAME,
+                              "la_name": LA_NAME}
     return DispatchConfig(db_url=db_url, channel=channel, channel_options=channel_options,
                           **(values | overrides))
 
