@@ -269,7 +269,7 @@ def test_acknowledgement_reminder_gives_the_due_date_in_words() -> None:
     assert "Monday 7 December 2026" in out.body
 
 
-def test_la_name_defaults_to_hampshire_and_can_be_set() -> None:
+def test_letters_carry_the_la_name_they_are_given() -> None:
     assert "Hampshire County Council" in render(Template.acknowledgement, SCHOOL).body
     other = render(Template.acknowledgement, {**SCHOOL, "la_name": "Test Borough Council"})
     assert "Test Borough Council" in other.body
