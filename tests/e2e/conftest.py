@@ -7,6 +7,7 @@ is stopped (worker, then sandbox, then server) whatever happens in the tests.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -37,6 +38,19 @@ def ui_stack(request: pytest.FixtureRequest,
         with temporary_settings(updates=stack.prefect_settings()):
             yield stack
     finally:
+        _server_errors(stack.logs / "server.log", out)
         stop_stack(stack, out=out)
         left = {name: p.pid for name, p in procs.items() if p.poll() is None}
         assert not left, f"processes left running: {left}"
+
+
+def _server_errors(log: Path, out: Console) -> None:
+    """The Prefect server's errors, if it logged any: pytest shows them with a failure, so a
+    refusal seen in the browser ("Unknown error while creating flow run") can be traced."""
+    if not log.exists():
+        return
+    lines = log.read_text(errors="replace").splitlines()
+    marks = [i for i, line in enumerate(lines) if "Traceback" in line or " ERROR " in line]
+    if marks:
+        out.print(f"The UI server logged {len(marks)} error line(s); the last:", markup=False)
+        out.print("\n".join(lines[marks[-1]:marks[-1] + 40]), markup=False, highlight=False)
