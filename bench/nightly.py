@@ -125,12 +125,19 @@ def _cme() -> str:
 SERVICE_PIDS: dict[str, list[int]] = {"agencies": [], "prefect": []}
 
 
-def start_prefect_server(procs: Processes, work: Path) -> str:
+def start_prefect_server(procs: Processes, work: Path, database_url: str | None = None) -> str:
+    """A Prefect server on its own SQLite file, or on PostgreSQL when ``database_url`` is
+    given (``PREFECT_SERVER_DATABASE_CONNECTION_URL``, the production layout)."""
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect-server"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "WARNING"}
     env.pop("PREFECT_API_URL", None)
+    if database_url:
+        from sqlalchemy.engine import make_url
+
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = str(
+            make_url(database_url).set(drivername="postgresql+asyncpg"))
     proc = procs.start([str(Path(sys.executable).with_name("prefect")), "server", "start",
                         "--host", "127.0.0.1", "--port", str(port)],
                        work / "logs" / "prefect-server.log", env)
@@ -451,6 +458,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines.append("CPU = CPU seconds of every process involved (client or flow and its Dask "
                  "workers, the five agency servers, and for the pipeline the Prefect server).")
     lines.append("")
+    lines.append(f"Prefect server database: {meta.get('prefect_server_db', 'sqlite')}.")
+    lines.append("")
     lines.append(f"L = {meta['latency_ms']:g} ms, C = {meta['concurrency']} per agency; "
                  f"baseline transport: {meta['baseline_transport']}; "
                  f"load average before/after: {meta['loadavg_before']} / "
@@ -521,7 +530,8 @@ def write_results(out: Path, stamp: str, rows: list[dict[str, Any]],
 def parser() -> argparse.ArgumentParser:
     """The command line of this script (``cme bench nightly`` passes its options on)."""
     ap = argparse.ArgumentParser(description="One night's tracing: pipeline vs a plain "
-                                 "asyncio+httpx baseline vs the physical bound.")
+                                 "asyncio client (httpx-aiohttp by default) vs the physical "
+                                 "bound.")
     ap.add_argument("--n", type=int, default=10_000, help="open referrals (default 10,000)")
     ap.add_argument("--scale", action="store_true", help="N in 1,000 / 10,000 / 50,000")
     ap.add_argument("--latency-ms", type=float, default=50.0)
@@ -530,6 +540,9 @@ def parser() -> argparse.ArgumentParser:
                     help="task runners to measure, comma-separated (thread, dask)")
     ap.add_argument("--postgres", metavar="URL", default=None,
                     help="also run on PostgreSQL: a URL whose role may CREATE DATABASE")
+    ap.add_argument("--prefect-postgres", metavar="URL", default=None,
+                    help="run the Prefect server on this PostgreSQL database (it must exist "
+                    "and be empty or Prefect's own) instead of its SQLite file")
     ap.add_argument("--chunk-size", type=int, default=None, help="CME_CHUNK_SIZE (default: "
                     "the setting's default)")
     ap.add_argument("--seed", type=int, default=7)
@@ -562,12 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_transport": args.pipeline_transport or f"{default_transport()} (default)",
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "sizes": sizes, "runners": runners, "dbs": dbs, "seed": args.seed,
+        "prefect_server_db": "postgresql" if args.prefect_postgres else "sqlite",
     }
     rows: list[dict[str, Any]] = []
     details: list[dict[str, Any]] = []
     with processes() as procs:
         print("starting a Prefect server ...", flush=True)
-        api = start_prefect_server(procs, work)
+        api = start_prefect_server(procs, work, args.prefect_postgres)
         for n in sizes:
             print(f"N = {n:,}: world and template database ...", flush=True)
             paths = prepare_world(n, args.seed, args.out / "cache")

@@ -34,7 +34,6 @@ import os
 import re
 import smtplib
 import ssl
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +67,9 @@ __all__ = [
     "channel_from_config",
     "message_id_for",
 ]
+
+#: Never follow a link planted under a temporary name (not every platform has the flag).
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 DEFAULT_MAIL_FROM = "cme-team@la.example.org"
 DEFAULT_NOTIFY_BASE_URL = "https://api.notifications.service.gov.uk"
@@ -194,7 +196,15 @@ class FileChannel:
     def _part_prefix(self, key: str) -> str:
         return f".tmp-{_key_digest(key)[:16]}-"
 
+    def _part_path(self, key: str) -> Path:
+        """The one temporary name this key's message is written under before the rename."""
+        return self.outbox_dir / f"{self._part_prefix(key)}w.part"
+
     def _remove_leftovers(self, key: str) -> None:
+        """Every half-written copy of this key's message, whatever its name: the glob also
+        finds copies an earlier release left under random names. Only the crash-recovery
+        path (``lookup``) calls it; a first send removes just :meth:`_part_path`, since a
+        glob of the whole folder per message made a night's dispatch quadratic."""
         for part in self.outbox_dir.glob(f"{self._part_prefix(key)}*.part"):
             part.unlink(missing_ok=True)
 
@@ -207,14 +217,14 @@ class FileChannel:
             # 0700 whatever the umask: messages name children's initials and references.
             # mkstemp makes the file itself 0600, and the rename keeps that mode.
             self.outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # The sender holds the row's claim: copies an interrupted attempt left are its own.
-            self._remove_leftovers(msg.idempotency_key)
             # Not named *.eml: a crash before the rename leaves this file behind, and whatever
             # reads outbox/*.eml (a mail pickup folder) must not take it as a second copy. Named
-            # from the key, so the next attempt at this message removes it.
-            fd, tmp = tempfile.mkstemp(dir=self.outbox_dir,
-                                       prefix=self._part_prefix(msg.idempotency_key),
-                                       suffix=".part")
+            # from the key, so the next attempt at this message removes it. The sender holds
+            # the row's claim, so a copy under this name is an interrupted attempt's own.
+            tmp = self._part_path(msg.idempotency_key)
+            tmp.unlink(missing_ok=True)
+            # 0600 and never through a link, as mkstemp would make it.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o600)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -222,7 +232,7 @@ class FileChannel:
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             # A full disk or a missing mount may clear up; the row is retried with back-off.
