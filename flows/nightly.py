@@ -14,6 +14,7 @@ pool; with Dask every task is submitted to the cluster. Tasks receive ids and pl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
@@ -101,10 +102,14 @@ async def _night(cfg: TraceConfig, today: date, started: datetime, size: int,
                        "left to it", len(due) - len(ids))
     _progress.report(total=len(ids), advance=0)
 
+    phases: dict[str, float] = {}  # seconds per step: where a slow night spent its time
+    clock = time.perf_counter()
     chunk_reports, decide_reports = await _trace_and_decide(chunks, cfg)
     locks.release_claims(cfg.db_url, cfg.run_id)
+    phases["trace_and_decide"], clock = time.perf_counter() - clock, time.perf_counter()
 
     dispatched = await dispatch_task(dispatch_config(settings))
+    phases["dispatch"], clock = time.perf_counter() - clock, time.perf_counter()
     summary = _summarise(cfg.db_url, today, len(ids), chunk_reports, decide_reports, dispatched)
     summary["claimed_elsewhere"] = len(due) - len(ids)
     # Each new decision for a person waits in the UI as a suspended run, and the worklist
@@ -113,7 +118,10 @@ async def _night(cfg: TraceConfig, today: date, started: datetime, size: int,
     from flows.worklist import refresh_worklist
 
     summary["waiting_for_an_officer"] = await start_waiting(cfg.db_url, started)
+    phases["waiting_runs"], clock = time.perf_counter() - clock, time.perf_counter()
     summary["worklist"] = await refresh_worklist(today)
+    phases["worklist"] = time.perf_counter() - clock
+    summary["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
     if publish:
         await _publish(summary)
     logger.info("nightly run finished: %d decided, %d notifications sent",
