@@ -435,7 +435,6 @@ class AgencyHTTP:
 
 
 @functools.lru_cache(maxsize=16)
-@functools.lru_cache(maxsize=16)
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """A verifying TLS context (optionally with a private CA bundle). Verification stays on.
 

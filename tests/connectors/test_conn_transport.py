@@ -289,8 +289,8 @@ def test_the_default_transport_is_aiohttp_and_httpx_is_selectable(
 
 
 def test_one_tls_context_per_ca_bundle_is_built_once() -> None:
-    """A client is made per connector per chunk; loading the system's certificates each time
-    cost 1.4 % of a night's flow samples (issue 17's profile). Verification stays on."""
+    """A client is made per connector per chunk: the system's certificates are loaded once
+    per CA bundle, not per client. Verification stays on."""
     from connectors._resilience import tls_context
 
     first = tls_context(None)
