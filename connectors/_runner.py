@@ -69,6 +69,32 @@ def build_query(subject: TraceSubject, connector: Connector | type[Connector]) -
     return Query({f: getattr(subject, f) for f in declared}, declared)
 
 
+class _NoCookies(httpx.Cookies):
+    """An empty jar that keeps nothing an answer sets."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _AgencyClient(httpx.AsyncClient):
+    """An ``AsyncClient`` that keeps no cookies. Each check is its own request: a cookie one
+    agency answer sets is never sent back with the next enquiry (about another child), so
+    nothing links the LA's enquiries beyond what each one discloses. It also skips httpx's
+    per-response cookie parsing, 6 % of a night's flow CPU (issue 17's profile)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        jar = self.__dict__.get("_no_cookies")
+        if jar is None:
+            jar = self.__dict__["_no_cookies"] = _NoCookies()
+        return jar
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        if cookies:
+            raise ValueError("agency clients keep no cookies")
+
+
 def make_client(
     connector: Connector, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -84,7 +110,7 @@ def make_client(
     verify = tls_context(s.ca_bundle)
     if transport is None:
         transport = make_transport(http_transport(), verify=verify, limits=limits)
-    return httpx.AsyncClient(
+    return _AgencyClient(
         limits=limits,
         timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout),
         verify=verify,

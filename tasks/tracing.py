@@ -13,6 +13,7 @@ longer due (its ``next_check_due`` has moved on).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -257,15 +258,12 @@ def _check_row(o: ConnectorOutcome, referral_id: int, round_: int, cfg: TraceCon
     }
 
 
-async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg: TraceConfig,
-                          *, transport: httpx.AsyncBaseTransport | None = None) -> ChunkReport:
-    """Ask one agency about these referrals (this round) and record every answer."""
-    report = ChunkReport(connector=connector_name)
-    if not referral_ids:
-        return report
-    env = _environment(cfg)
-    connector = _connector(connector_name, cfg.run_id, env)
-    with Session(get_engine(cfg.db_url), expire_on_commit=False) as s:
+def _load_chunk(db_url: str, connector_name: str, deferred: bool,
+                referral_ids: Sequence[int]) -> tuple[list[Any], dict[int | None, int], set[int],
+                                                      dict[int, Check]]:
+    """A chunk's referrals with their child and school, each one's round, those this agency
+    has answered in it already, and (for a deferred agency) each one's latest check."""
+    with Session(get_engine(db_url), expire_on_commit=False) as s:
         rows = s.exec(
             select(Referral, Child, School)
             .join(Child, col(Child.id) == Referral.child_id)
@@ -282,7 +280,7 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
             ) if rounds.get(rid) == rnd
         }
         previous: dict[int, Check] = {}
-        if connector.deferred:
+        if deferred:
             for chk in s.exec(
                 select(Check).where(col(Check.referral_id).in_(list(referral_ids)),
                                     Check.connector == connector_name)
@@ -303,6 +301,22 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
                 chk = previous[rid]
                 if chk.checked_at <= at:
                     del previous[rid]
+    return list(rows), rounds, done, previous
+
+
+async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg: TraceConfig,
+                          *, transport: httpx.AsyncBaseTransport | None = None) -> ChunkReport:
+    """Ask one agency about these referrals (this round) and record every answer."""
+    report = ChunkReport(connector=connector_name)
+    if not referral_ids:
+        return report
+    env = _environment(cfg)
+    connector = _connector(connector_name, cfg.run_id, env)
+    # The database work runs in a thread, so the other agencies' requests in flight on this
+    # event loop are not held up while a chunk is read or written (a SQLite commit waits
+    # for the disk).
+    rows, rounds, done, previous = await asyncio.to_thread(
+        _load_chunk, cfg.db_url, connector_name, connector.deferred, referral_ids)
     todo = [(r, c, sc) for r, c, sc in rows if r.id not in done]
     report.skipped_already_checked = len(rows) - len(todo)
     by_ref = {r.mendix_reference: r for r, _, _ in todo}
@@ -351,10 +365,7 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
                    rounds[by_ref[o.subject_reference].id], cfg)
         for o in outcomes
     ] + carried
-    with session_scope(cfg.db_url) as s:
-        new = insert_ignoring_duplicates(s, Check.__table__, check_rows)  # type: ignore[attr-defined]
-        if new < len(check_rows):
-            _record_unrecorded_requests(s, check_rows, cfg, report)
+    await asyncio.to_thread(_write_checks, check_rows, cfg, report)
     report.asked = len(outcomes)
     for row in check_rows:
         report.outcomes[str(row["outcome"].value if hasattr(row["outcome"], "value")
@@ -364,6 +375,14 @@ async def trace_referrals(connector_name: str, referral_ids: Sequence[int], cfg:
         if o.result.error_code:
             report.errors[f"{o.result.error_kind}/{o.result.error_code}"] += 1
     return report
+
+
+def _write_checks(check_rows: list[dict[str, Any]], cfg: TraceConfig,
+                  report: ChunkReport) -> None:
+    with session_scope(cfg.db_url) as s:
+        new = insert_ignoring_duplicates(s, Check.__table__, check_rows)  # type: ignore[attr-defined]
+        if new < len(check_rows):
+            _record_unrecorded_requests(s, check_rows, cfg, report)
 
 
 def _record_unrecorded_requests(s: Session, rows: Sequence[dict[str, Any]], cfg: TraceConfig,

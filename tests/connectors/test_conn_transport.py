@@ -298,6 +298,27 @@ def test_one_tls_context_per_ca_bundle_is_built_once() -> None:
     assert first.verify_mode is ssl.CERT_REQUIRED and first.check_hostname
 
 
+async def test_an_agency_client_sends_back_no_cookie_an_answer_set() -> None:
+    """Each enquiry stands alone: a cookie set by one agency answer would otherwise go back
+    with every later enquiry (about other children) and tie them together."""
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "session=abc123; Path=/"},
+                              json={"ok": True})
+
+    with respx.mock(using="httpx") as mock:
+        mock.post("http://127.0.0.1:1/x").mock(side_effect=answer)
+        async with make_client(lookup(1), transport=httpx.AsyncHTTPTransport()) as client:
+            for _ in range(3):
+                assert (await client.post("http://127.0.0.1:1/x", json={})).status_code == 200
+            assert not client.cookies
+            with pytest.raises(ValueError, match="keep no cookies"):
+                client.cookies = {"a": "b"}  # type: ignore[assignment]
+    assert sent == [None, None, None]
+
+
 def test_the_settings_know_the_same_transports() -> None:
     from typing import get_args
 
