@@ -13,7 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
+from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from models import (
@@ -171,25 +173,64 @@ def case_items(r: Referral, raised: list[SafeguardingConcern], today: date,
     return items
 
 
+#: Open cases read at a time by :func:`build_worklist`.
+CASE_PAGE = 500
+
+
+def _case_page(s: Any, page: list[int], today: date, refs_by_id: dict[int, str],
+               overdue: list[WorkItem]) -> list[WorkItem]:
+    """The work items of one page of open cases (ids ascending); a deferred enquiry past its
+    expected-by date is added to ``overdue``, in (case, agency) order."""
+    cases = list(s.exec(select(Referral).where(col(Referral.id).in_(page))
+                        .order_by(col(Referral.id))))
+    by_id = {r.id: r for r in cases}
+    concerns: dict[int, list[SafeguardingConcern]] = defaultdict(list)
+    for c in s.exec(select(SafeguardingConcern)
+                    .where(col(SafeguardingConcern.referral_id).in_(page))
+                    .order_by(col(SafeguardingConcern.raised_at))):
+        concerns[c.referral_id].append(c)
+    # The columns the worklist reads, not whole checks: their evidence is most of a row, and
+    # an officer's trace refreshes the county's worklist (issue 17).
+    latest: dict[tuple[int, str], Any] = {}
+    for chk in s.execute(sa.select(col(Check.referral_id), col(Check.connector), col(Check.outcome),
+                                   col(Check.expected_by), col(Check.agency_reference))
+                         .where(col(Check.referral_id).in_(page))
+                         .order_by(col(Check.round), col(Check.id))):
+        latest[(chk.referral_id, chk.connector)] = chk
+    items: list[WorkItem] = []
+    for r in cases:
+        items += case_items(r, concerns.get(r.id or 0, []), today, refs_by_id)
+    for (rid, connector), chk in sorted(latest.items()):
+        if (chk.outcome is CheckOutcome.PENDING and chk.expected_by is not None
+                and chk.expected_by < today and by_id[rid].status is not CaseStatus.ESCALATED):
+            overdue.append(WorkItem(
+                Why.deferred_overdue, by_id[rid].mendix_reference, _at(chk.expected_by),
+                f"{connector} reply expected by {chk.expected_by:%d %b %Y}; their reference "
+                f"{chk.agency_reference or 'not given'}",
+                f"Chase {connector}, quoting their reference; Record agency response when "
+                "it comes"))
+    return items
+
+
 def build_worklist(db_url: str, today: date) -> list[WorkItem]:
     """Every case that needs a person on ``today`` (a London date), most urgent first."""
     items: list[WorkItem] = []
     with session_scope(db_url) as s:
-        open_cases = list(s.exec(select(Referral).where(
-            col(Referral.status) != CaseStatus.CLOSED, col(Referral.duplicate_of_id).is_(None))))
-        by_id = {r.id: r for r in open_cases}
-        concerns: dict[int, list[SafeguardingConcern]] = defaultdict(list)
-        for c in s.exec(select(SafeguardingConcern)
-                        .where(col(SafeguardingConcern.referral_id).in_(list(by_id)))
-                        .order_by(col(SafeguardingConcern.raised_at))):
-            concerns[c.referral_id].append(c)
-        latest: dict[tuple[int, str], Check] = {}
-        for chk in s.exec(select(Check).where(col(Check.referral_id).in_(list(by_id)))
-                          .order_by(col(Check.round), col(Check.id))):
-            latest[(chk.referral_id, chk.connector)] = chk
-        known_refs = set(s.exec(select(Referral.mendix_reference)))
         refs_by_id = {rid: ref for rid, ref
                       in s.exec(select(Referral.id, Referral.mendix_reference)) if rid is not None}
+        open_ids = [rid for rid in s.exec(select(Referral.id).where(
+            col(Referral.status) != CaseStatus.CLOSED, col(Referral.duplicate_of_id).is_(None))
+            .order_by(col(Referral.id))) if rid is not None]
+        # A page of open cases at a time, with their concerns and checks: the whole county's
+        # checks at once held hundreds of MB at the end of a night (issue 17) and ran past
+        # SQLite's limit on bound parameters.
+        overdue: list[WorkItem] = []
+        for start in range(0, len(open_ids), CASE_PAGE):
+            page = open_ids[start:start + CASE_PAGE]
+            items += _case_page(s, page, today, refs_by_id, overdue)
+            s.expunge_all()
+        items += overdue
+        known_refs = set(refs_by_id.values())
         not_queued = list(s.exec(select(Notification).where(
             col(Notification.status) == NotificationStatus.failed,
             col(Notification.idempotency_key).endswith(NOT_QUEUED))))
@@ -223,17 +264,6 @@ def build_worklist(db_url: str, today: date) -> list[WorkItem]:
                    ~col(Notification.idempotency_key).endswith(NOT_QUEUED))
             .order_by(col(Notification.created_at))))
 
-    for r in open_cases:
-        items += case_items(r, concerns.get(r.id or 0, []), today, refs_by_id)
-    for (rid, connector), chk in sorted(latest.items()):
-        if (chk.outcome is CheckOutcome.PENDING and chk.expected_by is not None
-                and chk.expected_by < today and by_id[rid].status is not CaseStatus.ESCALATED):
-            items.append(WorkItem(
-                Why.deferred_overdue, by_id[rid].mendix_reference, _at(chk.expected_by),
-                f"{connector} reply expected by {chk.expected_by:%d %b %Y}; their reference "
-                f"{chk.agency_reference or 'not given'}",
-                f"Chase {connector}, quoting their reference; Record agency response when "
-                "it comes"))
     # A message given up (an outage longer than the retry period, a refused address, or an
     # outcome nobody can know) needs a person: README, "When messages keep failing".
     unsent: dict[str, list[tuple[str, datetime]]] = defaultdict(list)

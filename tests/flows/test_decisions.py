@@ -524,6 +524,32 @@ def test_the_worklist_puts_every_case_that_needs_a_person_first_things_first(
                 assert str(value) not in text
 
 
+def test_the_worklist_read_a_page_of_cases_at_a_time_is_the_same_worklist(
+        hand: Hand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: the worklist reads open cases a page at a time (the county's checks at once
+    held hundreds of MB at the end of a night). Pages of one or two cases give the same
+    list, item for item and in the same order, as one page for all."""
+    import tasks.worklist as wl
+
+    hand.add(30, referral={"safeguarding_concern": True})
+    hand.add(31)
+    hand.add(32, dwp={"address_line": "1 Far", "town": "Leeds", "postcode": "LS1 1AA",
+                      "la_code": "383", "recorded_on": "2026-11-01", "answer_after_days": 30})
+    hand.add(33, other_la=[
+        {"la_code": "852", "kind": "on_roll", "school_urn": "125111", "since": "2026-11-01"},
+        {"la_code": "936", "kind": "on_roll", "school_urn": "125222", "since": "2026-11-02"}])
+    hand.start(CME_MIN_ROUNDS="2")
+    for n in range(3):
+        hand.night(n)
+    day = TODAY + timedelta(days=10)
+    monkeypatch.setattr(wl, "CASE_PAGE", 10_000)
+    whole = wl.build_worklist(hand.db_url, day)
+    assert {i.why for i in whole} >= {wl.Why.safeguarding, wl.Why.deferred_overdue}
+    for size in (1, 2):
+        monkeypatch.setattr(wl, "CASE_PAGE", size)
+        assert wl.build_worklist(hand.db_url, day) == whole
+
+
 def test_an_overdue_deferred_reply_is_on_the_worklist_with_the_agencys_reference(
         hand: Hand) -> None:
     from tasks.worklist import Why, build_worklist
