@@ -136,8 +136,8 @@ def start_prefect_server(procs: Processes, work: Path, database_url: str | None 
     if database_url:
         from sqlalchemy.engine import make_url
 
-        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = str(
-            make_url(database_url).set(drivername="postgresql+asyncpg"))
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = make_url(database_url).set(
+            drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     proc = procs.start([str(Path(sys.executable).with_name("prefect")), "server", "start",
                         "--host", "127.0.0.1", "--port", str(port)],
                        work / "logs" / "prefect-server.log", env)
