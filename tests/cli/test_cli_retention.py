@@ -166,7 +166,10 @@ TABLES: tuple[type[SQLModel], ...] = (School, Child, Referral, Check, CaseEvent,
 def snapshot(url: str) -> dict[str, dict[int, dict[str, Any]]]:
     with session_scope(url) as s:
         return {
-            m.__name__: {r.id: r.model_dump() for r in s.exec(select(m))}  # type: ignore[attr-defined]
+            # In id order: PostgreSQL returns an updated row after the others, so without an
+            # order "the last event" was whichever row retention touched last.
+            m.__name__: {r.id: r.model_dump()  # type: ignore[attr-defined]
+                         for r in s.exec(select(m).order_by(m.id))}  # type: ignore[attr-defined]
             for m in TABLES
         }
 
