@@ -215,7 +215,7 @@ class FileChannel:
         data = _build_email(msg, self.mail_from).as_bytes()
         try:
             # 0700 whatever the umask: messages name children's initials and references.
-            # mkstemp makes the file itself 0600, and the rename keeps that mode.
+            # The file itself is made 0600 below, and the rename keeps that mode.
             self.outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Not named *.eml: a crash before the rename leaves this file behind, and whatever
             # reads outbox/*.eml (a mail pickup folder) must not take it as a second copy. Named
@@ -223,7 +223,7 @@ class FileChannel:
             # the row's claim, so a copy under this name is an interrupted attempt's own.
             tmp = self._part_path(msg.idempotency_key)
             tmp.unlink(missing_ok=True)
-            # 0600 and never through a link, as mkstemp would make it.
+            # 0600, created afresh and never through a link.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o600)
             try:
                 with os.fdopen(fd, "wb") as fh:

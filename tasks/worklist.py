@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from models import (
     AttendancePupil,
@@ -177,7 +177,7 @@ def case_items(r: Referral, raised: list[SafeguardingConcern], today: date,
 CASE_PAGE = 500
 
 
-def _case_page(s: Any, page: list[int], today: date, refs_by_id: dict[int, str],
+def _case_page(s: Session, page: list[int], today: date, refs_by_id: dict[int, str],
                overdue: list[WorkItem]) -> list[WorkItem]:
     """The work items of one page of open cases (ids ascending); a deferred enquiry past its
     expected-by date is added to ``overdue``, in (case, agency) order."""
